@@ -1,0 +1,66 @@
+"""The wire format shared by the companion service and the firmware simulator. No I/O lives here."""
+
+from .codec_ids import CODECS, CodecId, CodecSpec, codec_by_name, codec_spec
+from .control import (
+    Button,
+    Capabilities,
+    ControlMessage,
+    DeviceState,
+    FlowStatus,
+    Msg,
+    PlaybackEvent,
+    TtsPhase,
+    parse_battery,
+    parse_omi_button,
+    parse_omi_codec,
+)
+from .errors import BadField, ProtocolError, TruncatedPacket, UnknownCodec
+from .framing import AudioPacket, Frame, LinkCounters, Packetizer, Reassembler, max_payload, parse_packet
+from .gatt import (
+    ADVERTISED_SERVICE,
+    ATT_HEADER,
+    DEFAULT_MTU,
+    CompanionUUID,
+    OmiUUID,
+    Profile,
+    StdUUID,
+    profile_for_services,
+)
+
+__all__ = [
+    "ADVERTISED_SERVICE",
+    "ATT_HEADER",
+    "CODECS",
+    "DEFAULT_MTU",
+    "AudioPacket",
+    "BadField",
+    "Button",
+    "Capabilities",
+    "CodecId",
+    "CodecSpec",
+    "CompanionUUID",
+    "ControlMessage",
+    "DeviceState",
+    "FlowStatus",
+    "Frame",
+    "LinkCounters",
+    "Msg",
+    "OmiUUID",
+    "Packetizer",
+    "PlaybackEvent",
+    "Profile",
+    "ProtocolError",
+    "Reassembler",
+    "StdUUID",
+    "TruncatedPacket",
+    "TtsPhase",
+    "UnknownCodec",
+    "codec_by_name",
+    "codec_spec",
+    "max_payload",
+    "parse_battery",
+    "parse_omi_button",
+    "parse_omi_codec",
+    "parse_packet",
+    "profile_for_services",
+]
