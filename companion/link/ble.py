@@ -1,0 +1,590 @@
+"""The headset link over Bluetooth LE, through bleak.
+
+The same code drives a real adapter and the virtual headset: the bleak backend class is the only difference
+(``backend=None`` picks the platform's, ``firmware_sim``'s SimClient plugs the simulator in). It connects
+through bleak-retry-connector, raises the MTU where the stack allows, reads capabilities, negotiates codecs,
+subscribes, turns notifications into 20 ms PCM frames with every loss counted and concealed, sends replies
+under the headset's credit-based flow control, and reconnects with backoff after a drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+from bleak import BleakClient, BleakScanner
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import BaseBleakScanner
+from bleak.exc import BleakError
+from bleak_retry_connector import establish_connection
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from companion.protocol import (
+    Button,
+    Capabilities,
+    CodecId,
+    CompanionUUID,
+    ControlMessage,
+    DeviceState,
+    FlowStatus,
+    LinkCounters,
+    Msg,
+    OmiUUID,
+    Packetizer,
+    Profile,
+    ProtocolError,
+    Reassembler,
+    StdUUID,
+    TtsPhase,
+    codec_spec,
+    max_payload,
+    parse_battery,
+    parse_omi_button,
+    parse_omi_codec,
+    profile_for_services,
+)
+from companion.protocol.codecs import StreamDecoder, make_encoder
+
+from .base import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    AudioChunk,
+    BatteryEvent,
+    ButtonEvent,
+    ConnectionEvent,
+    HeadsetInfo,
+    HeadsetLink,
+    LinkBandwidthError,
+    LinkErrorEvent,
+    LinkEvent,
+    NotConnected,
+    PlaybackReport,
+    PlaybackStatus,
+)
+
+log = logging.getLogger(__name__)
+
+#: Preference order when the host picks codecs; the first the headset supports and the link can carry wins.
+MIC_PREFERENCE = (CodecId.OPUS_16K_20MS, CodecId.PCM16_16K, CodecId.MULAW_16K, CodecId.OPUS_16K_60MS)
+SPEAKER_PREFERENCE = (CodecId.PCM16_16K, CodecId.OPUS_16K_20MS, CodecId.MULAW_16K, CodecId.OPUS_16K_60MS)
+#: Rough bytes per 20 ms for codecs without a fixed size, used only to judge whether a link can carry them.
+_TYPICAL_FRAME_BYTES = {"pcm16": 640, "mulaw": 320, "opus": 80}
+
+
+@dataclass(slots=True)
+class BleLinkOptions:
+    """Knobs of one BLE link; defaults suit real headsets and the simulator alike."""
+
+    mic_codec: CodecId | None = None  # None: the best the headset and the radio allow
+    speaker_codec: CodecId | None = None
+    hands_free: bool = True  # ask the headset to stream its mic as soon as we are subscribed
+    reorder_window: int = 8  # packets we wait for a late one before counting it lost
+    connect_attempts: int = 3
+    reconnect: bool = True
+    reconnect_backoff_max_s: float = 0.5
+    scan_timeout_s: float = 1.0
+    packet_budget_per_s: int = 400  # what we assume a BLE link carries when choosing codecs
+    audio_backlog_frames: int = 500  # 10 s of mic audio waiting for a slow consumer, then oldest dropped
+
+
+def codec_fits(codec: CodecId, mtu: int, budget_per_s: int, profile: Profile = Profile.COMPANION) -> bool:
+    """Whether ``codec`` needs fewer packets per second than the link budget at this MTU."""
+    spec = codec_spec(codec)
+    frame_ms = spec.frame_ms or 20
+    frame_bytes = _TYPICAL_FRAME_BYTES[spec.family] * frame_ms // 20 * spec.sample_rate // SAMPLE_RATE
+    packets = math.ceil(frame_bytes / max_payload(profile, mtu)) * 1000 / frame_ms
+    return packets <= budget_per_s
+
+
+def choose_codec(
+    offered: tuple[CodecId, ...],
+    preference: tuple[CodecId, ...],
+    wanted: CodecId | None,
+    mtu: int,
+    budget: int,
+) -> CodecId:
+    """Pick a codec the headset offers: the wanted one if it fits, else the first preferred that fits."""
+    if wanted is not None and wanted in offered and codec_fits(wanted, mtu, budget):
+        return wanted
+    for codec in (*preference, *offered):
+        if codec in offered and codec_fits(codec, mtu, budget):
+            return codec
+    return min(offered, key=lambda c: _TYPICAL_FRAME_BYTES[codec_spec(c).family])
+
+
+class _Rechunker:
+    """Turns decoded frames of any length (and 8 kHz codecs) into 20 ms 16 kHz frames."""
+
+    def __init__(self) -> None:
+        self._buf = np.empty(0, dtype=np.int16)
+        self._concealed = False
+        self._resampler: soxr.ResampleStream | None = None
+        self._rate = SAMPLE_RATE
+
+    def push(self, pcm: np.ndarray, rate: int, concealed: bool) -> list[tuple[np.ndarray, bool]]:
+        if rate != SAMPLE_RATE:
+            if self._resampler is None or self._rate != rate:
+                self._resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="int16")
+                self._rate = rate
+            pcm = self._resampler.resample_chunk(pcm)
+        self._buf = np.concatenate((self._buf, pcm))
+        self._concealed |= concealed
+        out = []
+        while len(self._buf) >= FRAME_SAMPLES:
+            out.append((self._buf[:FRAME_SAMPLES].copy(), self._concealed))
+            self._buf = self._buf[FRAME_SAMPLES:]
+            self._concealed = concealed and len(self._buf) > 0
+        return out
+
+
+class BleHeadsetLink(HeadsetLink):
+    """One headset over BLE; reconnects by itself until closed."""
+
+    def __init__(
+        self,
+        device: BLEDevice | str,
+        *,
+        backend: type[BaseBleakClient] | None = None,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        options: BleLinkOptions | None = None,
+    ) -> None:
+        self._device = device if isinstance(device, BLEDevice) else None
+        address = device.address if isinstance(device, BLEDevice) else device
+        name = (device.name or address) if isinstance(device, BLEDevice) else address
+        self.info = HeadsetInfo(address=address, name=name, profile=Profile.COMPANION)
+        self.options = options or BleLinkOptions()
+        self._backend = backend
+        self._scanner_backend = scanner_backend
+        self._client: BleakClient | None = None
+        self._closing = False
+        self._connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._audio_q: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
+        self._event_q: asyncio.Queue[LinkEvent | None] = asyncio.Queue()
+        self._history = LinkCounters()  # counters of earlier connections
+        self._reasm: Reassembler | None = None
+        self._decoder: StreamDecoder | None = None
+        self._rechunk = _Rechunker()
+        self._samples_out = 0
+        self._extra = {
+            "frames_dropped_backlog": 0,
+            "decode_errors": 0,
+            "control_malformed": 0,
+            "connects": 0,
+            "reconnects": 0,
+            "disconnects": 0,
+        }
+        self._mic_codec: CodecId | None = None
+        self._speaker_codec: CodecId | None = None
+        self._packetizer: Packetizer | None = None
+        self._frames_sent = 0
+        self._credits = 0
+        self._capacity = 0
+        self._flow_changed = asyncio.Event()
+        self._play_lock = asyncio.Lock()
+        self._playing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def __aenter__(self) -> BleHeadsetLink:
+        await self._connect()
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"ble-supervisor-{self.info.address}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(BleakError, asyncio.TimeoutError, OSError):
+                if client.is_connected and self.info.profile is Profile.COMPANION:
+                    await self._write_control(ControlMessage(Msg.LISTEN, False), client)
+                await client.disconnect()
+        self._connected.clear()
+        self._audio_q.put_nowait(None)
+        self._event_q.put_nowait(None)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    # -- connecting --------------------------------------------------------------------------------
+    async def _find(self) -> BLEDevice:
+        kwargs = {} if self._scanner_backend is None else {"backend": self._scanner_backend}
+        device = await BleakScanner.find_device_by_address(
+            self.info.address, timeout=self.options.scan_timeout_s, **kwargs
+        )
+        if device is None:
+            raise NotConnected(f"headset {self.info.address} is not advertising")
+        return device
+
+    async def _connect(self) -> None:
+        device = self._device if self._device is not None else await self._find()
+        kwargs = {} if self._backend is None else {"backend": self._backend}
+        client = await establish_connection(
+            BleakClient,
+            device,
+            self.info.name,
+            disconnected_callback=self._on_disconnected,
+            max_attempts=self.options.connect_attempts,
+            **kwargs,
+        )
+        try:
+            await self._setup(client)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+            raise
+        self._client = client
+        self._extra["connects"] += 1
+        self._connected.set()
+        self._lost.clear()
+        log.info(
+            "connected to %s (%s, %s profile, MTU %d, mic %s, speaker %s)",
+            self.info.name,
+            self.info.address,
+            self.info.profile,
+            self.info.mtu,
+            self.info.mic_codec,
+            self.info.speaker_codec or "none",
+        )
+        self._event_q.put_nowait(ConnectionEvent(True, time.monotonic()))
+
+    async def _setup(self, client: BleakClient) -> None:
+        acquire = getattr(client._backend, "_acquire_mtu", None)
+        if acquire is not None:
+            with contextlib.suppress(BleakError, NotImplementedError, OSError):
+                await acquire()
+        mtu = client.mtu_size
+        self.info.mtu = mtu
+        services = [s.uuid for s in client.services]
+        profile = profile_for_services(services)
+        if profile is None:
+            raise NotConnected(f"{self.info.address} offers neither the companion nor the omi service")
+        self.info.profile = profile
+        if client.services.get_characteristic(StdUUID.BATTERY_LEVEL) is not None:
+            self.info.battery = parse_battery(await client.read_gatt_char(StdUUID.BATTERY_LEVEL))
+            await client.start_notify(StdUUID.BATTERY_LEVEL, self._on_battery)
+        if profile is Profile.COMPANION:
+            await self._setup_companion(client, mtu)
+        else:
+            await self._setup_omi(client)
+
+    async def _setup_companion(self, client: BleakClient, mtu: int) -> None:
+        caps = Capabilities.decode(await client.read_gatt_char(CompanionUUID.CAPABILITIES))
+        self.info.capabilities = caps
+        budget = self.options.packet_budget_per_s
+        mic = choose_codec(caps.mic_codecs, MIC_PREFERENCE, self.options.mic_codec, mtu, budget)
+        speaker = (
+            choose_codec(caps.speaker_codecs, SPEAKER_PREFERENCE, self.options.speaker_codec, mtu, budget)
+            if caps.has_speaker and caps.speaker_codecs
+            else None
+        )
+        await client.start_notify(CompanionUUID.CONTROL, self._on_control)
+        await self._write_control(ControlMessage(Msg.SET_CODECS, (mic, speaker or mic)), client)
+        self._new_stream(Profile.COMPANION, mic)
+        if speaker is not None:
+            status = FlowStatus.decode(await client.read_gatt_char(CompanionUUID.FLOW))
+            self._speaker_codec = speaker
+            self._packetizer = Packetizer(Profile.COMPANION, mtu, speaker)
+            self._frames_sent = 0
+            self._credits = status.credits
+            self._capacity = status.capacity_frames
+            await client.start_notify(CompanionUUID.FLOW, self._on_flow)
+        self.info.speaker_codec = codec_spec(speaker).name if speaker is not None else ""
+        await client.start_notify(CompanionUUID.MIC, self._on_mic)
+        if self.options.hands_free:
+            await self._write_control(ControlMessage(Msg.LISTEN, True), client)
+
+    async def _setup_omi(self, client: BleakClient) -> None:
+        codec = parse_omi_codec(await client.read_gatt_char(OmiUUID.CODEC))
+        self.info.capabilities = None
+        self._speaker_codec = None
+        self._new_stream(Profile.OMI, codec)
+        if client.services.get_characteristic(OmiUUID.BUTTON) is not None:
+            await client.start_notify(OmiUUID.BUTTON, self._on_omi_button)
+        await client.start_notify(OmiUUID.AUDIO, self._on_mic)
+
+    def _new_stream(self, profile: Profile, codec: CodecId) -> None:
+        if self._reasm is not None:
+            self._history.add(self._reasm.counters)
+        self._reasm = Reassembler(profile, codec, window=self.options.reorder_window)
+        self._decoder = StreamDecoder(codec)
+        self._mic_codec = codec
+        self.info.mic_codec = codec_spec(codec).name
+
+    def _on_disconnected(self, _client: BleakClient) -> None:
+        if self._closing:
+            return
+        was = self._connected.is_set()
+        self._connected.clear()
+        self._flow_changed.set()  # wake a writer waiting for credits
+        if was:
+            self._extra["disconnects"] += 1
+            log.warning("headset %s disconnected", self.info.address)
+            self._event_q.put_nowait(ConnectionEvent(False, time.monotonic(), "link lost"))
+        self._lost.set()
+
+    async def _supervise(self) -> None:
+        """Reconnect after every drop, with capped exponential backoff, until the link is closed."""
+        while True:
+            await self._lost.wait()
+            if not self.options.reconnect:
+                return
+            if self._reasm is not None:  # flush what the old connection left half-done
+                self._deliver(self._reasm.flush())
+            retrying = AsyncRetrying(
+                wait=wait_exponential_jitter(initial=0.05, max=self.options.reconnect_backoff_max_s),
+                retry=retry_if_exception_type((BleakError, NotConnected, asyncio.TimeoutError, OSError)),
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    await self._connect()
+            self._extra["reconnects"] += 1
+
+    # -- incoming ----------------------------------------------------------------------------------
+    def _on_mic(self, _char: object, data: bytearray) -> None:
+        assert self._reasm is not None
+        self._deliver(self._reasm.feed(data))
+
+    def _deliver(self, frames: list) -> None:
+        if not frames or self._decoder is None:
+            return
+        pcms = self._decoder.decode(frames)
+        self._extra["decode_errors"] = self._decoder.errors
+        rate = self._decoder.sample_rate
+        now = time.monotonic()
+        for frame, pcm in zip(frames, pcms, strict=True):
+            for chunk, concealed in self._rechunk.push(pcm, rate, frame.lost):
+                item = AudioChunk(chunk, self._samples_out / SAMPLE_RATE, now, concealed)
+                self._samples_out += len(chunk)
+                if self._audio_q.qsize() >= self.options.audio_backlog_frames:
+                    self._audio_q.get_nowait()
+                    self._extra["frames_dropped_backlog"] += 1
+                self._audio_q.put_nowait(item)
+
+    def _on_control(self, _char: object, data: bytearray) -> None:
+        try:
+            msg = ControlMessage.decode(data)
+        except ProtocolError as exc:
+            self._extra["control_malformed"] += 1
+            log.debug("dropped malformed control message %s: %s", bytes(data).hex(), exc)
+            return
+        now = time.monotonic()
+        if msg.type is Msg.BUTTON:
+            self._event_q.put_nowait(ButtonEvent(msg.value, now))  # type: ignore[arg-type]
+        elif msg.type is Msg.PLAYBACK:
+            self._event_q.put_nowait(PlaybackStatus(msg.value, now))  # type: ignore[arg-type]
+        elif msg.type is Msg.ERROR:
+            code, text = msg.value  # type: ignore[misc]
+            log.warning("headset %s reports error %d: %s", self.info.address, code, text)
+            self._event_q.put_nowait(LinkErrorEvent(f"headset error {code}: {text}", now))
+        elif msg.type is Msg.CODECS:
+            mic, speaker = msg.value  # type: ignore[misc]
+            log.debug("headset %s uses mic %s, speaker %s", self.info.address, mic.name, speaker.name)
+        elif msg.type is Msg.VOLUME:
+            self.info.extra["volume"] = msg.value
+
+    def _on_flow(self, _char: object, data: bytearray) -> None:
+        try:
+            status = FlowStatus.decode(data)
+        except ProtocolError:
+            self._extra["control_malformed"] += 1
+            return
+        # Credits are cumulative mod 2^32: unwrap relative to what we have sent.
+        delta = (status.credits - self._frames_sent) % (1 << 32)
+        self._credits = self._frames_sent + (delta if delta < (1 << 31) else delta - (1 << 32))
+        self._capacity = status.capacity_frames
+        self.info.extra["speaker_buffered_ms"] = status.buffered_ms
+        self.info.extra["speaker_underruns"] = status.underruns
+        self._flow_changed.set()
+
+    def _on_battery(self, _char: object, data: bytearray) -> None:
+        try:
+            self.info.battery = parse_battery(data)
+        except ProtocolError:
+            self._extra["control_malformed"] += 1
+            return
+        self._event_q.put_nowait(BatteryEvent(self.info.battery, time.monotonic()))
+
+    def _on_omi_button(self, _char: object, data: bytearray) -> None:
+        try:
+            button: Button = parse_omi_button(data)
+        except ProtocolError:
+            self._extra["control_malformed"] += 1
+            return
+        self._event_q.put_nowait(ButtonEvent(button, time.monotonic()))
+
+    async def audio(self) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
+        while True:
+            item = await self._audio_q.get()
+            if item is None:
+                return
+            yield item
+
+    async def events(self) -> AsyncIterator[LinkEvent]:  # type: ignore[override]
+        while True:
+            item = await self._event_q.get()
+            if item is None:
+                return
+            yield item
+
+    def counters(self) -> dict[str, int]:
+        total = LinkCounters()
+        total.add(self._history)
+        if self._reasm is not None:
+            total.add(self._reasm.counters)
+        return {**total.as_dict(), **self._extra}
+
+    # -- outgoing ----------------------------------------------------------------------------------
+    def _require(self) -> BleakClient:
+        if self._client is None or not self._connected.is_set():
+            raise NotConnected(f"headset {self.info.address} is not connected")
+        return self._client
+
+    async def _write_control(self, msg: ControlMessage, client: BleakClient | None = None) -> None:
+        client = client or self._require()
+        await client.write_gatt_char(CompanionUUID.CONTROL, msg.encode(), response=True)
+
+    async def set_state(self, state: DeviceState) -> None:
+        if self.info.profile is Profile.COMPANION and self.connected:
+            await self._write_control(ControlMessage(Msg.SET_STATE, state))
+        self.info.extra["state"] = state.name.lower()
+
+    async def set_volume(self, percent: int) -> None:
+        percent = max(0, min(100, int(percent)))
+        if self.info.profile is Profile.COMPANION and self.connected:
+            await self._write_control(ControlMessage(Msg.SET_VOLUME, percent))
+        self.info.extra["volume"] = percent
+
+    async def listen(self, on: bool) -> None:
+        """Start or stop the headset's mic stream (tap-to-talk, push-to-talk)."""
+        if self.info.profile is Profile.COMPANION and self.connected:
+            await self._write_control(ControlMessage(Msg.LISTEN, on))
+
+    async def abort(self) -> None:
+        if self.info.profile is Profile.COMPANION and self.connected:
+            await self._write_control(ControlMessage(Msg.ABORT))
+
+    async def play(self, chunks: AsyncIterable[np.ndarray]) -> PlaybackReport:
+        client = self._require()
+        if self._speaker_codec is None or self._packetizer is None:
+            raise NotConnected(f"headset {self.info.address} has no speaker; play replies on a local device")
+        async with self._play_lock:
+            report = PlaybackReport()
+            encoder = make_encoder(self._speaker_codec)
+            n = encoder.frame_samples
+            frame_s = n / SAMPLE_RATE
+            watch = _ThroughputWatch(frame_s, self._speaker_codec, self.info.mtu)
+            buf = np.empty(0, dtype=np.int16)
+            await self._write_control(ControlMessage(Msg.TTS, TtsPhase.START), client)
+            try:
+                async for chunk in chunks:
+                    buf = np.concatenate((buf, np.asarray(chunk, dtype=np.int16)))
+                    while len(buf) >= n:
+                        await self._send_frame(client, encoder.encode(buf[:n]), report, watch)
+                        buf = buf[n:]
+                if len(buf):
+                    tail = np.zeros(n, dtype=np.int16)
+                    tail[: len(buf)] = buf
+                    await self._send_frame(client, encoder.encode(tail), report, watch)
+                await self._write_control(ControlMessage(Msg.TTS, TtsPhase.STOP), client)
+            except asyncio.CancelledError:
+                report.aborted = True
+                raise
+            report.seconds_sent = report.frames_sent * frame_s
+            return report
+
+    async def _send_frame(
+        self, client: BleakClient, frame: bytes, report: PlaybackReport, watch: _ThroughputWatch
+    ) -> None:
+        assert self._packetizer is not None
+        while self._frames_sent >= self._credits:
+            if not self._connected.is_set():
+                raise NotConnected(f"headset {self.info.address} went away during playback")
+            self._flow_changed.clear()
+            await self._flow_changed.wait()
+            watch.waited()
+        t0 = time.monotonic()
+        for packet in self._packetizer.packetize(frame):
+            await client.write_gatt_char(CompanionUUID.SPEAKER, packet, response=False)
+        t1 = time.monotonic()
+        self._frames_sent += 1
+        report.frames_sent += 1
+        report.t_first_sent = report.t_first_sent or t0
+        report.t_last_sent = t1
+        watch.wrote(t1 - t0, len(frame))
+
+
+class _ThroughputWatch:
+    """Notices when the radio carries the speaker audio slower than real time although credits allow more."""
+
+    WINDOW_S = 1.0
+
+    def __init__(self, frame_s: float, codec: CodecId, mtu: int) -> None:
+        self.frame_s = frame_s
+        self.codec = codec
+        self.mtu = mtu
+        self.busy_s = 0.0
+        self.audio_s = 0.0
+        self.bytes = 0
+
+    def waited(self) -> None:
+        # Waiting for credits means the radio kept up; start measuring afresh.
+        self.busy_s = self.audio_s = 0.0
+        self.bytes = 0
+
+    def wrote(self, seconds: float, nbytes: int) -> None:
+        self.busy_s += seconds
+        self.audio_s += self.frame_s
+        self.bytes += nbytes
+        if self.audio_s >= self.WINDOW_S and self.busy_s > self.audio_s * 1.05:
+            carried = self.bytes * 8 / self.busy_s / 1000
+            needed = self.bytes * 8 / self.audio_s / 1000
+            raise LinkBandwidthError(
+                f"the link carries {carried:.1f} kbit/s of {codec_spec(self.codec).name} audio but real time "
+                f"needs {needed:.1f} kbit/s at MTU {self.mtu}: raise the MTU, shorten the connection "
+                "interval, or choose a smaller codec (opus)"
+            )
+        if self.audio_s >= self.WINDOW_S:
+            self.busy_s = self.audio_s = 0.0
+            self.bytes = 0
+
+
+async def scan_headsets(
+    timeout: float = 5.0, *, backend: type[BaseBleakScanner] | None = None
+) -> list[tuple[BLEDevice, Profile, int | None]]:
+    """Advertising headsets of either profile: (device, profile, RSSI)."""
+    from companion.protocol import ADVERTISED_SERVICE
+
+    kwargs = {} if backend is None else {"backend": backend}
+    found = await BleakScanner.discover(
+        timeout=timeout, service_uuids=list(ADVERTISED_SERVICE.values()), return_adv=True, **kwargs
+    )
+    out = []
+    for device, adv in found.values():
+        profile = profile_for_services(adv.service_uuids)
+        if profile is None and adv.local_name and adv.local_name.lower().startswith(("omi", "friend")):
+            profile = Profile.OMI
+        if profile is not None:
+            out.append((device, profile, adv.rssi))
+    return sorted(out, key=lambda row: (row[0].name or "", row[0].address))
