@@ -111,10 +111,10 @@ class LinkCounters:
     """What happened to the packets of one stream; every loss is accounted for, none is silent."""
 
     packets_received: int = 0  # valid, unique packets
-    packets_lost: int = 0  # sequence numbers that never arrived within the reorder window
+    packets_lost: int = 0  # sequence numbers that never arrived
     packets_duplicate: int = 0  # exact repeats, dropped
     packets_reordered: int = 0  # arrived after a packet with a higher sequence number
-    packets_late: int = 0  # arrived after they had already been counted lost (beyond the window)
+    packets_late: int = 0  # arrived after the reorder window had closed on them: dropped, concealed
     packets_malformed: int = 0  # failed to parse, dropped
     frames_decoded: int = 0  # complete frames handed on
     frames_concealed: int = 0  # placeholders emitted for lost or incomplete frames
@@ -168,7 +168,7 @@ class Reassembler:
         self._next: int | None = None
         self._highest = 0
         self._pending: dict[int, AudioPacket] = {}
-        self._accepted: deque[int] = deque(maxlen=1024)
+        self._lost: deque[int] = deque(maxlen=1024)
         self._last_codec: CodecId | None = codec
         self._partial: _Partial | None = None
         self._hole = 0  # packets (lost, or of dropped frames) since the last good frame
@@ -193,11 +193,15 @@ class Reassembler:
             self.counters.packets_duplicate += 1
             return []
         if seq_diff(s, self._next) < 0:
-            if s in self._accepted:
-                self.counters.packets_duplicate += 1
-            else:  # it came after we had counted it lost: too late to play
+            if s in self._lost:
+                # It came after we had given up on it: too late to play (its audio was concealed), but
+                # not lost after all.
+                self._lost.remove(s)
+                self.counters.packets_lost -= 1
                 self.counters.packets_late += 1
                 self.counters.packets_reordered += 1
+            else:
+                self.counters.packets_duplicate += 1
             return []
         if seq_diff(s, self._highest) < 0:
             self.counters.packets_reordered += 1
@@ -229,10 +233,10 @@ class Reassembler:
         pkt = self._pending.pop(s, None)
         if pkt is None:
             self.counters.packets_lost += 1
+            self._lost.append(s)
             self._on_lost()
         else:
             self.counters.packets_received += 1
-            self._accepted.append(s)
             self._on_packet(pkt)
         self._next = (s + 1) % SEQ_MOD
 
