@@ -238,6 +238,8 @@ class BleHeadsetLink(HeadsetLink):
 
     async def _connect(self) -> None:
         device = self._device if self._device is not None else await self._find()
+        if device.name:
+            self.info.name = device.name
         kwargs = {} if self._backend is None else {"backend": self._backend}
         client = await establish_connection(
             BleakClient,
@@ -352,7 +354,9 @@ class BleHeadsetLink(HeadsetLink):
             if self._reasm is not None:  # flush what the old connection left half-done
                 self._deliver(self._reasm.flush())
             retrying = AsyncRetrying(
-                wait=wait_exponential_jitter(initial=0.05, max=self.options.reconnect_backoff_max_s),
+                wait=wait_exponential_jitter(
+                    multiplier=0.05, max=self.options.reconnect_backoff_max_s, jitter=0.05
+                ),
                 retry=retry_if_exception_type((BleakError, NotConnected, asyncio.TimeoutError, OSError)),
                 reraise=True,
             )
