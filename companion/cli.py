@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import click
@@ -152,6 +153,114 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"       {'':<10} -> {c.advice}")
     if any(c.status == "fail" for c in checks):
         sys.exit(EXIT_FAILURE)
+
+
+@cli.command()
+@click.option("--say", "says", multiple=True, metavar="TEXT", help="A turn the wearer speaks (repeatable).")
+@click.option(
+    "--utterance",
+    "utterances",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A WAV file the wearer speaks (repeatable, one turn each).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per turn.")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the conversation recording: stereo 16 kHz WAV, left = wearer, right = headset playback.",
+)
+@click.option(
+    "--earcons", is_flag=True, help="Play earcons (off by default so the recording measures the reply)."
+)
+@click.option(
+    "--codec",
+    type=click.Choice(["pcm16", "mulaw", "opus", "opus10", "opus20", "opus60"]),
+    help="Mic codec over the simulated link (default: the best the link carries).",
+)
+@click.option(
+    "--loss",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="Packet loss on the simulated radio.",
+)
+@click.option(
+    "--llm-url", metavar="URL", help="Answer with an OpenAI-compatible server instead of the skills."
+)
+@click.option("--llm-model", default="default", show_default=True, help="Model name for --llm-url.")
+@click.option("--no-wait-timers", is_flag=True, help="Do not wait for timers set during the demo to ring.")
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    says: tuple[str, ...],
+    utterances: tuple[Path, ...],
+    as_json: bool,
+    record: Path | None,
+    earcons: bool,
+    codec: str | None,
+    loss: float,
+    llm_url: str | None,
+    llm_model: str,
+    no_wait_timers: bool,
+) -> None:
+    """Talk to a virtual headset: spoken turns in, answers out, with a latency breakdown. Offline."""
+    from companion.demo import DemoOptions, run_demo
+
+    config = _config(ctx)
+    if llm_url:
+        config.llm.backend = "openai"
+        config.llm.base_url = llm_url
+        config.llm.model = llm_model
+    options = DemoOptions(
+        list(says), list(utterances), as_json, record, earcons, codec, loss, not no_wait_timers
+    )
+    turns = _run(run_demo(options, config, _progress))
+    if any(not t.transcript for t in turns):
+        raise CliError("a turn got no transcript (see the log with -v)", EXIT_FAILURE)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--via-headset", is_flag=True, help="Stream the audio through a virtual headset and the BLE link first."
+)
+@click.option(
+    "--codec",
+    type=click.Choice(["pcm16", "mulaw", "opus", "opus10", "opus20", "opus60"]),
+    default="opus",
+    show_default=True,
+    help="Mic codec on the link (with --via-headset).",
+)
+@click.option(
+    "--loss",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="Packet loss on the simulated radio (with --via-headset).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print text, audio seconds, STT milliseconds, link counters."
+)
+@click.pass_context
+def transcribe(
+    ctx: click.Context, file: Path, via_headset: bool, codec: str, loss: float, as_json: bool
+) -> None:
+    """Print the text spoken in FILE (a WAV file)."""
+    from companion.audio.wav import AudioFileError
+    from companion.transcribe import transcribe_file
+
+    config = _config(ctx)
+    try:
+        result = _run(
+            transcribe_file(file, config, via_headset=via_headset, codec=codec, loss=loss, progress=_progress)
+        )
+    except AudioFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(result["text"])
 
 
 def main() -> None:

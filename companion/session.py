@@ -171,8 +171,8 @@ class Session:
         self.earcons = self.config.session.earcons if earcons_enabled is None else earcons_enabled
         self.mode = self.config.session.mode
         self.conversation = Conversation(self.config.llm.system_prompt, self.config.llm.history_turns)
-        self._skill_ctx = _SessionSkills(self)
-        self.skills = SkillsResponder(self._skill_ctx)
+        self.skills_context = _SessionSkills(self)
+        self.skills = SkillsResponder(self.skills_context)
         self.responder = Responder(self.skills, llm, self.conversation)
         self.state = DeviceState.IDLE
         self.turns = 0
@@ -212,7 +212,7 @@ class Session:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._skill_ctx.timers.aclose()
+        await self.skills_context.timers.aclose()
         if self._detector is not None:
             await self._detector.aclose()
 
@@ -358,9 +358,7 @@ class Session:
                 self.conversation.truncate_assistant(spoken.heard(time.monotonic()))
             if reply:
                 log.info("%s replied: %s", self.device, reply)
-                self.hub.publish(
-                    ReplyEvent(self.device, reply, source, interrupted)
-                )
+                self.hub.publish(ReplyEvent(self.device, reply, source, interrupted))
             self.hub.publish(marks.event(self.device, turn))
             self._spoken = None
             if not interrupted:
@@ -451,7 +449,7 @@ class Session:
             await self.link.abort()
         self._set_state(DeviceState.LISTENING if self._listening else DeviceState.IDLE)
 
-    async def say(self, text: str) -> None:
+    async def say(self, text: str, intent: str = "say") -> None:
         """Speak ``text`` on the headset (the `say` command, timers): not part of the conversation."""
         async with self._announce_lock:
             while self._reply_task is not None and not self._reply_task.done():
@@ -462,17 +460,22 @@ class Session:
             async def once() -> AsyncIterator[str]:
                 yield text
 
-            self._reply_task = self._spawn(self._announce_reply(once(), marks), "say")
+            self._reply_task = self._spawn(self._announce_reply(once(), marks, text, intent), "say")
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._reply_task)
 
-    async def _announce_reply(self, deltas: AsyncIterator[str], marks: _Milestones) -> None:
+    async def _announce_reply(
+        self, deltas: AsyncIterator[str], marks: _Milestones, text: str, intent: str
+    ) -> None:
         self._set_state(DeviceState.SPEAKING)
+        interrupted = True
         try:
             await self._play(self._speak(deltas, marks, _Spoken(), []), marks, _Spoken())
+            interrupted = False
         except LinkError as exc:
             self.hub.publish(ErrorEvent(self.device, str(exc)))
         finally:
+            self.hub.publish(ReplyEvent(self.device, text, intent, interrupted))
             self._set_state(DeviceState.IDLE)
 
     async def announce(self, message: str) -> None:
@@ -480,7 +483,7 @@ class Session:
         if self.earcons and self.link.connected:
             with contextlib.suppress(LinkError):
                 await self.link.play(_once(earcons.timer_ring()))
-        await self.say(message)
+        await self.say(message, intent="announcement")
 
     async def _listen(self, on: bool) -> None:
         listen = getattr(self.link, "listen", None)

@@ -1,0 +1,226 @@
+"""`companion demo`: the whole loop against a virtual headset, offline, on any machine.
+
+A virtual headset is started in this process; the wearer's turns (synthesised with the bundled voice, or
+given as text or WAV files) are spoken into its microphone one at a time; the service hears them over the
+simulated BLE link, answers, and speaks back through the headset. Each turn prints its transcript, reply and
+latency breakdown; voice-to-voice latency is read off the headset's own conversation recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from companion.audio.v2v import voice_to_voice
+from companion.audio.wav import load_wav
+from companion.config import Config
+from companion.engines import Engines
+from companion.events import EventHub, ReplyEvent, TranscriptEvent, TurnTimings
+from companion.link.ble import BleHeadsetLink, BleLinkOptions
+from companion.protocol import codec_by_name
+from companion.session import Session
+from companion.tts.base import synthesize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TURNS = ("What time is it?", "Set a timer for ten seconds.", "How much battery is left?")
+TURN_TIMEOUT_S = 30.0
+
+
+@dataclass
+class DemoOptions:
+    says: list[str] = field(default_factory=list)
+    utterances: list[Path] = field(default_factory=list)
+    as_json: bool = False
+    record: Path | None = None
+    earcons: bool = False
+    codec: str | None = None
+    loss: float = 0.0
+    wait_timers: bool = True
+    pause_s: float = 0.8
+
+
+@dataclass
+class DemoTurn:
+    said: str
+    transcript: str = ""
+    reply: str = ""
+    timings: TurnTimings | None = None
+    voice_to_voice_ms: float | None = None
+    answered_early: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        timings = self.timings.to_dict() if self.timings is not None else {}
+        for key in ("type", "device", "turn"):
+            timings.pop(key, None)
+        return {
+            "said": self.said,
+            "transcript": self.transcript,
+            "reply": self.reply,
+            "voice_to_voice_ms": self.voice_to_voice_ms,
+            "answered_early": self.answered_early,
+            "timings_ms": timings,
+        }
+
+
+def _format_turn(n: int, turn: DemoTurn) -> str:
+    t = turn.timings
+    lines = [
+        f"turn {n}",
+        f"  you said : {turn.said}",
+        f"  heard    : {turn.transcript}",
+        f"  reply    : {turn.reply}",
+    ]
+    if t is not None:
+
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:.0f} ms"
+
+        lines.append(
+            "  latency  : end of turn "
+            f"{ms(t.end_of_turn_ms)} | STT done {ms(t.stt_done_ms)} (STT {ms(t.stt_ms)}) | "
+            f"first token {ms(t.llm_first_token_ms)} | first sentence {ms(t.first_sentence_ms)} | "
+            f"TTS audio {ms(t.tts_first_audio_ms)} | sent {ms(t.first_audio_sent_ms)} | "
+            f"played {ms(t.first_audio_played_ms)}" + (" [speculative]" if t.speculative else "")
+        )
+    if turn.voice_to_voice_ms is not None:
+        lines.append(f"  voice-to-voice (headset recording): {turn.voice_to_voice_ms:.0f} ms")
+    return "\n".join(lines)
+
+
+async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str], None]) -> list[DemoTurn]:
+    from companion.link.sim import sim_backends
+    from firmware_sim import HeadsetConfig, RadioConfig, SimWorld
+
+    engines = await Engines.load(config, progress)
+    try:
+        scripted: list[tuple[str, np.ndarray]] = []
+        for text in options.says or ([] if options.utterances else list(DEFAULT_TURNS)):
+            scripted.append((text, await synthesize(engines.tts, text)))
+        for path in options.utterances:
+            scripted.append((path.name, await asyncio.to_thread(load_wav, path)))
+
+        record_path = options.record or Path(tempfile.mkstemp(prefix="companion-demo-", suffix=".wav")[1])
+        scanner, client = sim_backends()
+        radio = RadioConfig(loss=options.loss) if options.loss else RadioConfig()
+        async with SimWorld() as world:
+            headset = world.add_headset(HeadsetConfig(name="Companion Demo"), radio)
+            link_options = BleLinkOptions(mic_codec=codec_by_name(options.codec) if options.codec else None)
+            hub = EventHub()
+            events = hub.subscriber()
+            async with BleHeadsetLink(
+                headset.address, backend=client, scanner_backend=scanner, options=link_options
+            ) as link:
+                info = link.info
+                progress(f"connected to virtual headset {headset.name} ({info.mic_codec}, MTU {info.mtu})")
+                session = Session(
+                    link,
+                    stt=engines.stt,
+                    tts=engines.tts,
+                    llm=engines.llm,
+                    config=config,
+                    hub=hub,
+                    earcons_enabled=options.earcons,
+                )
+                session_task = asyncio.create_task(session.run(), name="demo-session")
+                recording = headset.start_recording(record_path)
+                turns: list[DemoTurn] = []
+                try:
+                    await asyncio.sleep(0.5)
+                    for n, (said, pcm) in enumerate(scripted, 1):
+                        turn = DemoTurn(said)
+                        turns.append(turn)
+                        await headset.mic.say(pcm)
+                        await _collect_turn(events, turn, session_task)
+                        if not options.as_json:
+                            print(_format_turn(n, turn).split("\n  voice-to-voice")[0], flush=True)
+                        await asyncio.sleep(options.pause_s)
+                    if options.wait_timers:
+                        await _wait_for_timers(session, events, options.as_json)
+                finally:
+                    headset.stop_recording()
+                    session_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await session_task
+                counters = link.counters()
+        measured = voice_to_voice(recording.left, recording.right)
+        for turn, lat in zip(turns, measured, strict=False):
+            turn.voice_to_voice_ms = lat.latency_ms
+            turn.answered_early = lat.answered_early
+        _report(turns, options, record_path, counters)
+        if options.record is None:
+            record_path.unlink(missing_ok=True)
+        return turns
+    finally:
+        await engines.aclose()
+
+
+async def _collect_turn(events: asyncio.Queue, turn: DemoTurn, session_task: asyncio.Task) -> None:
+    """Wait for this turn's transcript, reply and timings (the timings event closes a turn)."""
+    async with asyncio.timeout(TURN_TIMEOUT_S):
+        while True:
+            get = asyncio.ensure_future(events.get())
+            done, _ = await asyncio.wait({get, session_task}, return_when=asyncio.FIRST_COMPLETED)
+            if session_task in done:
+                get.cancel()
+                session_task.result()  # raises the session's error
+                raise RuntimeError("the session stopped")
+            event = get.result()
+            if isinstance(event, TranscriptEvent):
+                turn.transcript = event.text
+            elif isinstance(event, ReplyEvent):
+                turn.reply = event.text
+            elif isinstance(event, TurnTimings):
+                turn.timings = event
+                return
+
+
+async def _wait_for_timers(session: Session, events: asyncio.Queue, as_json: bool) -> None:
+    timers = session.skills_context.timers.list()
+    if not timers:
+        return
+    wait = max(t.remaining_s() for t in timers) + 8.0
+    if not as_json:
+        print(f"(waiting {wait - 8.0:.0f} s for the timer to ring)", flush=True)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(wait):
+            while True:
+                event = await events.get()
+                if isinstance(event, ReplyEvent) and event.intent == "announcement":
+                    if as_json:
+                        print(json.dumps({"announcement": event.text}), flush=True)
+                    else:
+                        print(f"timer rang: {event.text}", flush=True)
+                    return
+
+
+def _report(turns: list[DemoTurn], options: DemoOptions, record_path: Path, counters: dict[str, int]) -> None:
+    if options.as_json:
+        for n, turn in enumerate(turns, 1):
+            print(json.dumps({"turn": n, **turn.as_dict(), "link": counters}), flush=True)
+        return
+    print()
+    for n, turn in enumerate(turns, 1):
+        v = turn.voice_to_voice_ms
+        print(
+            f"turn {n}: voice-to-voice {'-' if v is None else f'{v:.0f} ms'} (read off the headset recording)"
+        )
+    values = [t.voice_to_voice_ms for t in turns if t.voice_to_voice_ms is not None]
+    if values:
+        print(f"voice-to-voice median {statistics.median(values):.0f} ms over {len(values)} turns")
+    print(
+        f"link: {counters['packets_received']} packets, {counters['packets_lost']} lost, "
+        f"{counters['packets_duplicate']} duplicate, {counters['packets_reordered']} reordered, "
+        f"{counters['frames_concealed']} frames concealed"
+    )
+    if options.record is not None:
+        print(f"recording (left: wearer, right: headset playback): {record_path}")

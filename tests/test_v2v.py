@@ -1,0 +1,34 @@
+"""Voice-to-voice measurement from a conversation recording."""
+
+import numpy as np
+
+from companion.audio.v2v import voice_to_voice
+
+
+def _tone(seconds: float, amp: int = 8000) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (np.sin(2 * np.pi * 200 * t) * amp).astype(np.int16)
+
+
+def test_latency_from_end_of_speech_to_first_reply_audio() -> None:
+    left = np.zeros(16000 * 6, np.int16)
+    right = np.zeros_like(left)
+    left[16000:32000] = _tone(1.0)  # speech 1.0-2.0 s, with a 300 ms pause inside
+    left[20000:24800] = 0
+    right[16000 * 2 + 4800 : 16000 * 3] = _tone(0.7)  # reply starts 300 ms after the end
+    left[16000 * 4 : 16000 * 5] = _tone(1.0)  # a second utterance, never answered
+    turns = voice_to_voice(left, right)
+    assert len(turns) == 2
+    assert turns[0].speech_end_s == 2.0
+    assert turns[0].latency_ms == 300.0
+    assert not turns[0].answered_early
+    assert turns[1].reply_start_s is None
+
+
+def test_early_answer_is_flagged() -> None:
+    left = np.zeros(16000 * 3, np.int16)
+    right = np.zeros_like(left)
+    left[0:32000] = _tone(2.0)
+    right[16000:20000] = _tone(0.25)
+    (turn,) = voice_to_voice(left, right)
+    assert turn.answered_early and turn.latency_ms < 0
