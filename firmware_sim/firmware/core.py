@@ -1,0 +1,539 @@
+"""The firmware model: what the headset does with its GATT table, mic, speaker, buttons and battery.
+
+It implements the radio's :class:`~firmware_sim.radio.GattServer` (reads, writes, subscriptions, link up
+and down, MTU changes) and runs one step per 20 ms clock tick. It knows nothing about bleak or sockets.
+
+Mic streaming: ``companion`` streams once the host has subscribed to MIC *and* sent LISTEN start; ``omi``
+streams as soon as the host subscribes to the audio characteristic (and, like Omi firmware, not below MTU
+100). Each 20 ms of mic signal (voice + the headset's noise + speaker echo unless it has AEC) is encoded,
+split into packets at the current MTU and handed to the radio's transmit ring. A ``companion`` headset
+numbers the packets of a frame the ring drops, so the host sees the gap; Omi firmware numbers packets as
+it sends them, so a dropped frame leaves no trace on the wire (the radio's ground truth still counts it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+import soxr
+
+from companion.protocol import (
+    Button,
+    Capabilities,
+    CodecId,
+    ControlMessage,
+    DeviceState,
+    Msg,
+    Packetizer,
+    PlaybackEvent,
+    Profile,
+    ProtocolError,
+    codec_spec,
+)
+from companion.protocol.codecs import make_encoder
+from companion.protocol.control import OmiFeature, encode_omi_button
+
+from ..config import SAMPLE_RATE, TICK_SAMPLES, HeadsetConfig, OpusSettings
+from ..gatt import AttError, Characteristic, build_table
+from ..radio import Link
+from .mic import Mic
+from .speaker import Speaker
+
+log = logging.getLogger("firmware_sim.firmware")
+
+PCM16_BYTES_PER_S = 2 * SAMPLE_RATE
+PCM_HEADROOM = 1.5  # the speaker prefers PCM16 when the link carries 1.5x its rate
+
+
+class ErrorCode(IntEnum):
+    """Codes of the CONTROL channel's ERROR event sent by this firmware."""
+
+    UNSUPPORTED_CODEC = 1
+    BAD_MESSAGE = 2
+    UNSUPPORTED = 3
+    BAD_AUDIO = 4
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """Something the firmware did, on the headset clock: for tests and benchmarks."""
+
+    t: float
+    kind: str
+    value: object = None
+
+
+SILENCE_STEADY_FRAMES = 25  # after this many identical frames of digital silence, reuse the bytes
+
+
+class MicEncoder:
+    """16 kHz mic signal -> codec frames (resampled to 8 kHz for the 8 kHz codecs).
+
+    A real headset encodes on its own chip; here the encoder runs on the host's CPU. Once digital silence
+    has been encoded to the same bytes many frames in a row (the encoder is in its steady state), those
+    bytes are reused instead of running the encoder again, so an idle headset costs next to nothing.
+    """
+
+    def __init__(self, codec: CodecId, opus: OpusSettings) -> None:
+        spec = codec_spec(codec)
+        self.codec = spec.id
+        opts = opus.encoder_options() if spec.family == "opus" else {}
+        self._enc = make_encoder(spec.id, **opts)
+        self._rs = (
+            soxr.ResampleStream(SAMPLE_RATE, spec.sample_rate, 1, dtype="int16")
+            if spec.sample_rate != SAMPLE_RATE
+            else None
+        )
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._silent_bytes: bytes | None = None
+        self._silent_run = 0
+
+    def push(self, pcm: np.ndarray) -> list[bytes]:
+        if self._rs is not None:
+            pcm = self._rs.resample_chunk(pcm)
+        buf = np.concatenate((self._pending, pcm)) if len(self._pending) else pcm
+        n = self._enc.frame_samples
+        frames = []
+        while len(buf) >= n:
+            frames.append(self._encode(np.ascontiguousarray(buf[:n])))
+            buf = buf[n:]
+        self._pending = buf
+        return frames
+
+    def _encode(self, frame: np.ndarray) -> bytes:
+        if frame.any():
+            self._silent_run = 0
+            return self._enc.encode(frame)
+        if self._silent_run >= SILENCE_STEADY_FRAMES and self._silent_bytes is not None:
+            return self._silent_bytes
+        data = self._enc.encode(frame)
+        self._silent_run = self._silent_run + 1 if data == self._silent_bytes else 1
+        self._silent_bytes = data
+        return data
+
+
+class Storage:
+    """Omi-style offline storage: encoded mic frames kept while no host is connected."""
+
+    def __init__(self, capacity: int) -> None:
+        self.frames: deque[bytes] = deque(maxlen=capacity)
+        self.dropped = 0  # oldest frames pushed out when full
+
+    @property
+    def count(self) -> int:
+        return len(self.frames)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.frames) * TICK_SAMPLES / SAMPLE_RATE
+
+    def add(self, frame: bytes) -> None:
+        if self.frames.maxlen == 0:
+            self.dropped += 1
+            return
+        if len(self.frames) == self.frames.maxlen:
+            self.dropped += 1
+        self.frames.append(frame)
+
+    def clear(self) -> list[bytes]:
+        out = list(self.frames)
+        self.frames.clear()
+        return out
+
+
+class Firmware:
+    """One headset's firmware; the radio calls the ``on_*`` handlers, the clock calls :meth:`tick`."""
+
+    def __init__(self, config: HeadsetConfig, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.profile = Profile(config.profile)
+        self.table = build_table(config)
+        self.clock = clock
+        self.mic = Mic(config.name or "headset")
+        self.speaker = (
+            Speaker(config, clock, self._playback_event, self._speaker_error) if config.has_speaker else None
+        )
+        self.storage = Storage(config.storage_frames) if config.has_storage else None
+        self.log: list[LogEntry] = []
+        self.powered = True
+        self.state = DeviceState.IDLE
+        self.battery_level = float(config.battery_percent)
+        self.mic_codec = CodecId(config.mic_codec)  # type: ignore[arg-type]
+        self._speaker_codec: CodecId | None = config.speaker_codec  # type: ignore[assignment]
+        self.listening = False
+        self.link: Link | None = None
+        self.epoch: tuple[int, float] | None = None
+        self.haptics: list[int] = []
+        self.errors_sent = 0
+        self.on_battery_empty: Callable[[], None] | None = None
+        self._rng = np.random.default_rng(config.seed)
+        self._packetizer: Packetizer | None = None
+        self._encoder: MicEncoder | None = None
+        self._streaming = False
+        self.streaming_changed = asyncio.Event()  # set (and replaced) whenever streaming starts or stops
+        self._last_flow: bytes | None = None
+        self._battery_ticks = 0
+        self._battery_notified: int | None = None
+        self._last_button = bytes(8)
+        self._mic_handle = self.table.handle_of("mic")
+
+    # -- small helpers -----------------------------------------------------------------------------
+    def _log(self, kind: str, value: object = None) -> None:
+        self.log.append(LogEntry(self.clock(), kind, value))
+
+    def _notify(self, key: str, data: bytes) -> None:
+        char = self.table.by_key(key)
+        if char is not None and self.link is not None:
+            self.link.notify(char.handle, data)
+
+    def _control(self, mtype: Msg, value: object = None) -> None:
+        self._notify("control", ControlMessage(mtype, value).encode())
+
+    def _error(self, code: ErrorCode, text: str) -> None:
+        self.errors_sent += 1
+        self._log("error", (int(code), text))
+        log.info("%s: ERROR %s: %s", self.config.name, code.name, text)
+        if self.link is not None:  # the whole message must fit one notification: shorten the text
+            room = max(0, self.link.mtu - 3 - 3)
+            text = text.encode()[:room].decode("utf-8", "ignore")
+        self._control(Msg.ERROR, (int(code), text))
+
+    def _playback_event(self, event: PlaybackEvent) -> None:
+        self._log("playback", event)
+        self._control(Msg.PLAYBACK, event)
+
+    def _speaker_error(self, text: str) -> None:
+        self._error(ErrorCode.BAD_AUDIO, text)
+
+    @property
+    def streaming(self) -> bool:
+        """True while the mic streams to a host."""
+        return self._streaming
+
+    @property
+    def battery(self) -> int:
+        return max(0, min(100, math.ceil(self.battery_level - 1e-9)))
+
+    @property
+    def volume(self) -> int:
+        return self.speaker.volume if self.speaker is not None else self.config.volume
+
+    @property
+    def speaker_codec(self) -> CodecId | None:
+        """What the headset wants to receive: the host's choice, else PCM16 if the link can carry it."""
+        if not self.config.has_speaker:
+            return None
+        if self._speaker_codec is not None:
+            return self._speaker_codec
+        codecs = self.config.speaker_codecs or ()
+        link = self.link
+        if (
+            CodecId.PCM16_16K in codecs
+            and link is not None
+            and link.config.payload_rate(link.mtu) * (1 - 4 / max(link.mtu - 3, 1))
+            >= PCM16_BYTES_PER_S * PCM_HEADROOM
+        ):
+            return CodecId.PCM16_16K
+        for c in codecs:
+            if codec_spec(c).family == "opus":
+                return CodecId(c)
+        return CodecId(codecs[0])
+
+    def capabilities(self) -> Capabilities:
+        """Capabilities as read over GATT; the current mic codec and preferred speaker codec come first."""
+        cfg = self.config
+        mic = (self.mic_codec, *(c for c in cfg.mic_codecs or () if c != self.mic_codec))  # type: ignore[union-attr]
+        spk_pref = self.speaker_codec
+        spk = tuple(cfg.speaker_codecs or ())
+        if spk_pref is not None:
+            spk = (spk_pref, *(c for c in spk if c != spk_pref))
+        return Capabilities(
+            firmware=tuple(cfg.firmware_version),  # type: ignore[arg-type]
+            has_speaker=bool(cfg.has_speaker),
+            has_aec=cfg.has_aec,
+            has_button=cfg.has_button,
+            has_battery=cfg.has_battery,
+            mic_codecs=tuple(CodecId(c) for c in mic),
+            speaker_codecs=tuple(CodecId(c) for c in spk),
+            speaker_buffer_ms=cfg.speaker_buffer_ms,
+            has_storage=cfg.has_storage,
+        )
+
+    def features(self) -> int:
+        cfg = self.config
+        bits = 0
+        if cfg.has_button:
+            bits |= OmiFeature.BUTTON
+        if cfg.has_battery:
+            bits |= OmiFeature.BATTERY
+        if cfg.has_haptic:
+            bits |= OmiFeature.HAPTIC
+        if cfg.has_storage:
+            bits |= OmiFeature.OFFLINE_STORAGE
+        return bits
+
+    # -- GattServer: link lifecycle ----------------------------------------------------------------
+    def on_link_up(self, link: Link) -> None:
+        self.link = link
+        self.listening = False
+        self._streaming = False
+        self._packetizer = Packetizer(self.profile, link.mtu, self.mic_codec)
+        self._last_flow = None
+        self._battery_notified = None
+        if self.speaker is not None:
+            self.speaker.reset()
+        self._log("connected", link.central)
+
+    def on_link_down(self, reason: str) -> None:
+        self.link = None
+        self.listening = False
+        self._streaming = False
+        self._packetizer = None
+        self._encoder = None
+        if self.speaker is not None:
+            self.speaker.reset()
+        self._log("disconnected", reason)
+
+    def on_mtu(self, mtu: int) -> None:
+        if self._packetizer is not None:
+            self._packetizer.set_mtu(mtu)
+        self._log("mtu", mtu)
+
+    def on_subscribe(self, char: Characteristic, enabled: bool) -> None:
+        self._log("subscribe" if enabled else "unsubscribe", char.key)
+        if char.key == "flow":
+            self._last_flow = None  # send the current status on the next tick
+        if char.key == "battery":
+            self._battery_notified = None
+
+    # -- GattServer: reads and writes --------------------------------------------------------------
+    def on_read(self, char: Characteristic) -> bytes:
+        key = char.key
+        cfg = self.config
+        if key == "capabilities":
+            return self.capabilities().encode()
+        if key == "flow" and self.speaker is not None:
+            return self.speaker.flow_status().encode()
+        if key == "battery":
+            return bytes((self.battery,))
+        if key == "codec":
+            return bytes((self.mic_codec,))
+        if key == "features":
+            return struct.pack("<I", self.features())
+        if key == "button":
+            return self._last_button
+        strings = {
+            "manufacturer": cfg.manufacturer,
+            "model": cfg.model,
+            "serial": cfg.serial or "",
+            "firmware_revision": ".".join(map(str, cfg.firmware_version or ())),
+        }
+        if key in strings:
+            return str(strings[key]).encode()
+        raise AttError(AttError.READ_NOT_PERMITTED, f"{key} is not readable")
+
+    def on_write(self, char: Characteristic, data: bytes, response: bool) -> None:
+        key = char.key
+        if not self.powered:
+            return
+        if key == "speaker" and self.speaker is not None:
+            self.speaker.on_packet(data)
+        elif key == "control":
+            self._on_control(data)
+        elif key == "time_sync":
+            if len(data) != 4:
+                raise AttError(AttError.INVALID_LENGTH, "time sync takes a u32 LE epoch")
+            self._set_time(struct.unpack("<I", data)[0])
+        elif key == "haptic":
+            if len(data) != 1 or data[0] not in (1, 2, 3):
+                raise AttError(AttError.VALUE_NOT_ALLOWED, "haptic takes one byte: 1, 2 or 3")
+            self.haptics.append({1: 100, 2: 300, 3: 500}[data[0]])
+            self._log("haptic", self.haptics[-1])
+        else:
+            raise AttError(AttError.WRITE_NOT_PERMITTED, f"{key} is not writable")
+
+    def _set_time(self, epoch: int) -> None:
+        self.epoch = (epoch, self.clock())
+        self._log("time_sync", epoch)
+
+    def _on_control(self, data: bytes) -> None:
+        try:
+            msg = ControlMessage.decode(data)
+        except ProtocolError as exc:
+            self._error(ErrorCode.BAD_MESSAGE, str(exc))
+            return
+        self._log("control", msg)
+        t, v = msg.type, msg.value
+        if t is Msg.SET_STATE:
+            self.state = DeviceState(v)  # type: ignore[arg-type]
+            log.debug("%s: state %s", self.config.name, self.state.name)
+            self._control(Msg.STATE, self.state)
+        elif t is Msg.SET_VOLUME:
+            if self.speaker is not None:
+                self.speaker.volume = int(v)  # type: ignore[call-overload]
+            self._control(Msg.VOLUME, self.volume)
+        elif t is Msg.ABORT:
+            if self.speaker is None:
+                self._error(ErrorCode.UNSUPPORTED, "this headset has no speaker")
+            else:
+                self.speaker.abort()
+        elif t is Msg.SET_CODECS:
+            self._set_codecs(*v)  # type: ignore[misc]
+        elif t is Msg.LISTEN:
+            self.listening = bool(v)
+            log.info("%s: host %s listening", self.config.name, "started" if v else "stopped")
+        elif t is Msg.TTS:
+            if self.speaker is None:
+                self._error(ErrorCode.UNSUPPORTED, "this headset has no speaker")
+            else:
+                self.speaker.on_tts(v)  # type: ignore[arg-type]
+        elif t is Msg.TIME_SYNC:
+            self._set_time(int(v))  # type: ignore[call-overload]
+        else:
+            self._error(ErrorCode.BAD_MESSAGE, f"{t.name} is an event, not a command")
+
+    def _set_codecs(self, mic: CodecId, spk: CodecId) -> None:
+        cfg = self.config
+        if mic not in (cfg.mic_codecs or ()):
+            self._error(ErrorCode.UNSUPPORTED_CODEC, f"mic codec {mic.name} not supported")
+            return
+        if cfg.has_speaker and spk not in (cfg.speaker_codecs or ()):
+            self._error(ErrorCode.UNSUPPORTED_CODEC, f"speaker codec {spk.name} not supported")
+            return
+        if mic != self.mic_codec:
+            self.mic_codec = mic
+            self._encoder = None
+            if self._packetizer is not None:
+                self._packetizer.codec = mic
+        if cfg.has_speaker:
+            self._speaker_codec = spk
+        self._control(Msg.CODECS, (self.mic_codec, self.speaker_codec or spk))
+
+    # -- buttons -----------------------------------------------------------------------------------
+    def press(self, button: Button) -> None:
+        if not self.config.has_button:
+            raise ValueError(f"{self.config.name} has no button")
+        button = Button(button)
+        self._log("button", button)
+        log.info("%s: button %s", self.config.name, button.name)
+        if not self.powered:
+            return
+        if self.profile is Profile.OMI:
+            self._last_button = encode_omi_button(button)
+            self._notify("button", self._last_button)
+        else:
+            self._control(Msg.BUTTON, button)
+
+    # -- power -------------------------------------------------------------------------------------
+    def power_off(self) -> None:
+        self.powered = False
+        self.state = DeviceState.IDLE
+        self.listening = False
+        if self.speaker is not None:
+            self.speaker.reset()
+        self._log("power", False)
+
+    def power_on(self) -> None:
+        self.powered = True
+        self._encoder = None
+        self._log("power", True)
+
+    # -- the 20 ms step ----------------------------------------------------------------------------
+    def _should_stream(self) -> bool:
+        link = self.link
+        if not self.powered or link is None or not link.connected or not link.subscribed(self._mic_handle):
+            return False
+        if link.mtu < (self.config.min_stream_mtu or 0):
+            return False
+        return self.listening or self.profile is Profile.OMI
+
+    def tick(self) -> tuple[np.ndarray, np.ndarray]:
+        """One 20 ms step; returns (the wearer's voice, what the speaker played) for the recording."""
+        t = self.clock()
+        voice = self.mic.next_block(t)
+        if self.powered and self.speaker is not None:
+            played = self.speaker.tick()
+        else:
+            played = np.zeros(TICK_SAMPLES, dtype=np.int16)
+        if not self.powered:
+            return voice, played
+        streaming = self._should_stream()
+        if streaming != self._streaming:
+            self._streaming = streaming
+            self._encoder = None
+            self._log("streaming", streaming)
+            event, self.streaming_changed = self.streaming_changed, asyncio.Event()
+            event.set()
+        store = self.storage is not None and self.link is None
+        if streaming or store:
+            frames = self._encode(self._mic_signal(voice, played))
+            if streaming:
+                self._send(frames)
+            elif self.storage is not None:
+                for f in frames:
+                    self.storage.add(f)
+        self._battery_tick()
+        self._flow_tick()
+        return voice, played
+
+    def _mic_signal(self, voice: np.ndarray, played: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        if not cfg.mic_noise_rms and not (cfg.echo_gain and not cfg.has_aec):
+            return voice
+        sig = voice.astype(np.float32)
+        if cfg.mic_noise_rms:
+            sig += self._rng.normal(0.0, cfg.mic_noise_rms, len(sig)).astype(np.float32)
+        if cfg.echo_gain and not cfg.has_aec:
+            sig += cfg.echo_gain * played.astype(np.float32)
+        return np.clip(np.round(sig), -32768, 32767).astype(np.int16)
+
+    def _encode(self, pcm: np.ndarray) -> list[bytes]:
+        if self._encoder is None or self._encoder.codec != self.mic_codec:
+            self._encoder = MicEncoder(self.mic_codec, self.config.mic_opus or OpusSettings())
+        return self._encoder.push(pcm)
+
+    def _send(self, frames: list[bytes]) -> None:
+        link, pk = self.link, self._packetizer
+        assert link is not None and pk is not None
+        for frame in frames:
+            packets = pk.packetize(frame)
+            if not link.offer_audio("mic", self._mic_handle, packets) and self.profile is Profile.OMI:
+                pk.seq = (pk.seq - len(packets)) % 65536  # omi numbers packets as it sends them
+
+    def _battery_tick(self) -> None:
+        cfg = self.config
+        if not cfg.has_battery:
+            return
+        before = self.battery
+        self.battery_level = max(0.0, self.battery_level - cfg.battery_drain_per_min / (60 * 50))
+        if self.battery_level <= 0 and before > 0:
+            log.warning("%s: battery empty, powering off", cfg.name)
+            if self.on_battery_empty is not None:
+                self.on_battery_empty()
+            return
+        self._battery_ticks += 1
+        period = cfg.battery_notify_s or 0
+        if period:
+            due = self._battery_ticks >= round(period * 50)
+        else:
+            due = self.battery != self._battery_notified
+        if due:
+            self._battery_ticks = 0
+            self._battery_notified = self.battery
+            self._notify("battery", bytes((self.battery,)))
+
+    def _flow_tick(self) -> None:
+        if self.speaker is None or self.link is None:
+            return
+        status = self.speaker.flow_status().encode()
+        if status != self._last_flow:
+            self._last_flow = status
+            self._notify("flow", status)
