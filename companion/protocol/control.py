@@ -46,6 +46,15 @@ class PlaybackEvent(IntEnum):
     ABORTED = 2  # an abort flushed the buffer
 
 
+class ErrorCode(IntEnum):
+    """Codes of the ERROR event (its text is free-form and short: it must fit one notification)."""
+
+    UNSUPPORTED_CODEC = 1
+    BAD_MESSAGE = 2
+    UNSUPPORTED = 3
+    BAD_AUDIO = 4
+
+
 class Msg(IntEnum):
     # commands, host -> headset
     SET_STATE = 0x01  # u8 DeviceState

@@ -20,7 +20,6 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
 import soxr
@@ -31,6 +30,7 @@ from companion.protocol import (
     CodecId,
     ControlMessage,
     DeviceState,
+    ErrorCode,
     Msg,
     Packetizer,
     PlaybackEvent,
@@ -53,13 +53,7 @@ PCM16_BYTES_PER_S = 2 * SAMPLE_RATE
 PCM_HEADROOM = 1.5  # the speaker prefers PCM16 when the link carries 1.5x its rate
 
 
-class ErrorCode(IntEnum):
-    """Codes of the CONTROL channel's ERROR event sent by this firmware."""
-
-    UNSUPPORTED_CODEC = 1
-    BAD_MESSAGE = 2
-    UNSUPPORTED = 3
-    BAD_AUDIO = 4
+# The ERROR codes live in the shared protocol.
 
 
 @dataclass(frozen=True, slots=True)
