@@ -263,6 +263,103 @@ def transcribe(
         click.echo(result["text"])
 
 
+@cli.command()
+@click.option(
+    "--sim", is_flag=True, help="Serve virtual headsets (in-process or from `python -m firmware_sim`)."
+)
+@click.option(
+    "--mqtt", "mqtt_url", metavar="URL", help="MQTT broker, e.g. mqtt://127.0.0.1:1883 (overrides mqtt.url)."
+)
+@click.pass_context
+def run(ctx: click.Context, sim: bool, mqtt_url: str | None) -> None:
+    """Run the background service until SIGINT/SIGTERM."""
+    from companion.service import run_service
+
+    config = _config(ctx)
+    if mqtt_url:
+        config.mqtt.url = mqtt_url
+    _run(run_service(config, sim=sim or config.link.sim, progress=_progress))
+
+
+@cli.command()
+@click.argument("address")
+@click.option("--sim", is_flag=True, help="Pair a virtual headset.")
+@click.option(
+    "--timeout", default=10.0, show_default=True, type=click.FloatRange(0.5, 120), help="Seconds to look."
+)
+def pair(address: str, sim: bool, timeout: float) -> None:
+    """Bond with the headset at ADDRESS and remember it, so `companion run` serves it."""
+    from companion.pairing import pair_headset
+
+    entry = _run(pair_headset(address, sim=sim, timeout=timeout))
+    click.echo(f"paired {entry.name} ({entry.address}, {entry.profile} profile)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def devices(as_json: bool) -> None:
+    """List remembered headsets and, if the service runs, their live state."""
+    from companion.control import ServiceNotRunning, request
+    from companion.registry import load_known
+
+    try:
+        known = load_known()
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    try:
+        live = asyncio.run(request({"cmd": "status"}, timeout=5.0))["devices"]
+        running = True
+    except ServiceNotRunning:
+        live, running = [], False
+    rows: dict[str, dict[str, object]] = {
+        k.address: {
+            "address": k.address,
+            "name": k.name,
+            "profile": k.profile,
+            "paired": True,
+            "connected": False,
+            "state": "offline" if running else "service not running",
+            "battery": None,
+        }
+        for k in known.values()
+    }
+    for d in live:
+        rows[d["address"]] = {**rows.get(d["address"], {"paired": False}), **d}
+    if as_json:
+        click.echo(json.dumps({"service_running": running, "devices": list(rows.values())}))
+        return
+    if not running:
+        click.echo("companion service not running (start it with `companion run`)", err=True)
+    if not rows:
+        click.echo(
+            "no headsets: pair one with `companion pair ADDRESS` (find it with `companion scan`)", err=True
+        )
+        return
+    click.echo(f"{'NAME':<24} {'ADDRESS':<20} {'PROFILE':<10} {'PAIRED':<6} {'STATE':<12} {'BATTERY':>7}")
+    for r in rows.values():
+        battery = f"{r['battery']}%" if r.get("battery") is not None else "-"
+        paired = "yes" if r.get("paired") else "no"
+        click.echo(
+            f"{r['name']!s:<24} {r['address']!s:<20} {r['profile']!s:<10} {paired:<6} "
+            f"{r['state']!s:<12} {battery:>7}"
+        )
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--device", "-d", metavar="D", help="Address or name of the headset (default: the only one).")
+def say(text: str, device: str | None) -> None:
+    """Speak TEXT on a headset served by the running service."""
+    from companion.control import ServiceNotRunning, request
+
+    try:
+        reply = asyncio.run(request({"cmd": "say", "device": device or "", "text": text}, timeout=60.0))
+    except ServiceNotRunning as exc:
+        raise CliError(str(exc), EXIT_NO_DEVICE) from None
+    if not reply.get("ok"):
+        raise CliError(str(reply.get("error")), EXIT_NO_DEVICE)
+
+
 def main() -> None:
     cli(obj={})
 

@@ -1,0 +1,264 @@
+"""`companion run`: the background service.
+
+It supervises every allowed headset (remembered with `companion pair`, named in ``link.allow``, or — with
+``--sim`` and no allowlist — every virtual headset it finds), one conversation session each, sharing one
+loaded speech model and one voice (each engine runs its inference in its own worker thread, first come
+first served, so no headset starves another). Headsets may come and go: a scan loop (re)starts a device
+task for each allowed headset in range; a link that drops reconnects by itself. Events go to MQTT when
+configured; the local control socket serves `companion devices` and `companion say`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from companion.bus.topics import device_id
+from companion.config import Config
+from companion.control import ControlServer
+from companion.engines import Engines
+from companion.events import Availability, EventHub
+from companion.link.ble import BleHeadsetLink, BleLinkOptions, FoundHeadset, scan_headsets
+from companion.protocol import codec_by_name
+from companion.registry import load_known
+from companion.session import Session
+
+log = logging.getLogger(__name__)
+
+RESCAN_S = 2.0
+
+
+@dataclass
+class _Device:
+    found: FoundHeadset
+    task: asyncio.Task[None]
+    session: Session | None = None
+    link: BleHeadsetLink | None = None
+    failures: int = 0
+    info: dict[str, object] = field(default_factory=dict)
+
+
+class Service:
+    """Owns engines, sessions, the MQTT bridge and the control socket; run it with :meth:`run`."""
+
+    def __init__(self, config: Config, *, sim: bool = False, engines: Engines | None = None) -> None:
+        self.config = config
+        self.sim = sim
+        self.hub = EventHub()
+        self.engines = engines
+        self.devices: dict[str, _Device] = {}
+        self._scanner_backend = None
+        self._client_backend = None
+        if sim:
+            from companion.link.sim import sim_backends
+
+            self._scanner_backend, self._client_backend = sim_backends()
+        self.ready = asyncio.Event()
+
+    # -- who may connect ---------------------------------------------------------------------------
+    def allowed(self, found: FoundHeadset) -> bool:
+        allow = {a.upper() for a in self.config.link.allow}
+        known = load_known()
+        if found.address.upper() in known or found.address.upper() in allow or found.name.upper() in allow:
+            return True
+        return self.sim and not allow and not known
+
+    # -- running -----------------------------------------------------------------------------------
+    async def run(self, progress: Callable[[str], None] | None = None) -> None:
+        say = progress or (lambda m: log.info("%s", m))
+        own_engines = self.engines is None
+        if self.engines is None:
+            self.engines = await Engines.load(self.config, say)
+        bridge_cm = self._bridge()
+        try:
+            async with ControlServer(self.handle_request), bridge_cm as bridge:
+                self._bridge_obj = bridge
+                say("companion service running" + (" with virtual headsets" if self.sim else ""))
+                self.ready.set()
+                await self._scan_loop()
+        finally:
+            await self._stop_devices()
+            if own_engines and self.engines is not None:
+                await self.engines.aclose()
+
+    def _bridge(self) -> contextlib.AbstractAsyncContextManager:
+        if not self.config.mqtt.url:
+            return contextlib.nullcontext()
+        from companion.bus.mqtt import MqttBridge
+
+        return MqttBridge(self.config.mqtt, self.hub, _Commands(self))
+
+    async def _scan_loop(self) -> None:
+        while True:
+            try:
+                found = await scan_headsets(
+                    min(self.config.link.scan_timeout_s, RESCAN_S), backend=self._scanner_backend
+                )
+            except Exception as exc:  # no adapter, BlueZ down: keep serving what we have, say why
+                log.warning("scan failed: %s", exc)
+                found = []
+            for headset in found:
+                key = headset.address.upper()
+                dev = self.devices.get(key)
+                if dev is not None and not dev.task.done():
+                    continue
+                if not self.allowed(headset):
+                    continue
+                task = asyncio.create_task(self._run_device(headset), name=f"device-{key}")
+                self.devices[key] = _Device(headset, task, failures=dev.failures if dev else 0)
+            await asyncio.sleep(RESCAN_S)
+
+    async def _run_device(self, found: FoundHeadset) -> None:
+        dev = self.devices[found.address.upper()]
+        assert self.engines is not None
+        link_cfg = self.config.link
+        options = BleLinkOptions(
+            mic_codec=codec_by_name(link_cfg.mic_codec) if link_cfg.mic_codec else None,
+            speaker_codec=codec_by_name(link_cfg.speaker_codec) if link_cfg.speaker_codec else None,
+            hands_free=self.config.session.mode == "hands_free",
+            reconnect_backoff_max_s=link_cfg.reconnect_backoff_max_s,
+        )
+        try:
+            async with BleHeadsetLink(
+                found.device,
+                backend=self._client_backend,
+                scanner_backend=self._scanner_backend,
+                options=options,
+            ) as link:
+                dev.link = link
+                dev.failures = 0
+                self._announce(link)
+                session = Session(
+                    link,
+                    stt=self.engines.stt,
+                    tts=self.engines.tts,
+                    llm=self.engines.llm,
+                    config=self.config,
+                    hub=self.hub,
+                )
+                dev.session = session
+                log.info("serving %s (%s)", link.info.name, link.info.address)
+                await session.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            dev.failures += 1
+            log.warning("headset %s: %s (will retry when it is seen again)", found.address, exc)
+            self.hub.publish(Availability(found.address, False, str(exc)))
+        finally:
+            dev.session = None
+            dev.link = None
+
+    def _announce(self, link: BleHeadsetLink) -> None:
+        bridge = getattr(self, "_bridge_obj", None)
+        if bridge is None:
+            return
+        from companion.bus.discovery import DeviceInfo
+
+        caps = link.info.capabilities
+        bridge.set_device_info(
+            DeviceInfo(
+                link.info.address,
+                name=link.info.name,
+                manufacturer="companion",
+                model=f"{link.info.profile} headset",
+                sw_version=caps.firmware_version if caps else None,
+            )
+        )
+
+    async def _stop_devices(self) -> None:
+        tasks = [d.task for d in self.devices.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- commands ----------------------------------------------------------------------------------
+    def session_for(self, device: str | None) -> Session:
+        live = {k: d for k, d in self.devices.items() if d.session is not None}
+        if not device:
+            if len(live) == 1:
+                return next(iter(live.values())).session  # type: ignore[return-value]
+            raise LookupError(f"{len(live)} headsets connected: name one with --device")
+        for key, d in live.items():
+            if device.upper() in (key, d.found.name.upper()) or device == device_id(key):
+                return d.session  # type: ignore[return-value]
+        raise LookupError(f"no connected headset {device!r}; connected: {', '.join(live) or 'none'}")
+
+    def status(self) -> list[dict[str, object]]:
+        rows = []
+        for key, d in self.devices.items():
+            s, link = d.session, d.link
+            rows.append(
+                {
+                    "address": key,
+                    "name": d.found.name,
+                    "profile": str(d.found.profile),
+                    "connected": bool(link and link.connected),
+                    "state": s.state.name.lower() if s else "offline",
+                    "battery": link.info.battery if link else d.found.battery,
+                    "turns": s.turns if s else 0,
+                    "mic_codec": link.info.mic_codec if link else None,
+                    "counters": link.counters() if link else None,
+                }
+            )
+        return rows
+
+    async def handle_request(self, req: dict[str, object]) -> dict[str, object]:
+        cmd = req.get("cmd")
+        if cmd == "status":
+            return {"ok": True, "devices": self.status(), "sim": self.sim}
+        session = self.session_for(str(req.get("device") or ""))
+        if cmd == "say":
+            text = str(req.get("text") or "").strip()
+            if not text:
+                raise ValueError("say needs some text")
+            await session.say(text)
+        elif cmd == "stop":
+            await session.barge_in("command")
+        elif cmd == "listen":
+            await (session.start_listening() if req.get("on", True) else session.stop_listening())
+        elif cmd == "volume":
+            session.skills_context.set_volume(int(req["percent"]))  # type: ignore[call-overload]
+        else:
+            raise ValueError(f"unknown command {cmd!r}")
+        return {"ok": True, "device": session.device}
+
+
+class _Commands:
+    """MQTT commands -> the service (device ids as MQTT uses them)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def say(self, device: str, text: str) -> None:
+        await self.service.session_for(device).say(text)
+
+    async def listen(self, device: str, on: bool) -> None:
+        s = self.service.session_for(device)
+        await (s.start_listening() if on else s.stop_listening())
+
+    async def stop(self, device: str) -> None:
+        await self.service.session_for(device).barge_in("mqtt")
+
+    async def set_volume(self, device: str, percent: int) -> None:
+        self.service.session_for(device).skills_context.set_volume(percent)
+
+
+async def run_service(config: Config, *, sim: bool, progress: Callable[[str], None]) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    service = Service(config, sim=sim)
+    task = asyncio.create_task(service.run(progress), name="companion-service")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        progress("companion service stopped")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
