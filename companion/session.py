@@ -26,6 +26,7 @@ from datetime import datetime
 import numpy as np
 
 from companion.audio import earcons
+from companion.audio.silence import trim_leading_silence
 from companion.config import Config
 from companion.events import (
     Availability,
@@ -341,7 +342,7 @@ class Session:
         source = ""
         try:
             deltas = self.responder.respond(text, prepared)
-            source = self.responder.last_source or ""
+            source = self.responder.last_intent or ""
             audio = self._speak(deltas, marks, spoken, reply_parts)
             await self._play(audio, marks, spoken)
         except asyncio.CancelledError:
@@ -356,13 +357,13 @@ class Session:
             reply = "".join(reply_parts).strip()
             if interrupted:
                 self.conversation.truncate_assistant(spoken.heard(time.monotonic()))
+            else:
+                self._set_state(DeviceState.IDLE)
             if reply:
                 log.info("%s replied: %s", self.device, reply)
                 self.hub.publish(ReplyEvent(self.device, reply, source, interrupted))
             self.hub.publish(marks.event(self.device, turn))
             self._spoken = None
-            if not interrupted:
-                self._set_state(DeviceState.IDLE)
 
     async def _speak(
         self, deltas: AsyncIterator[str], marks: _Milestones, spoken: _Spoken, reply_parts: list[str]
@@ -399,7 +400,9 @@ class Session:
         marks.first_sentence = marks.first_sentence or time.monotonic()
         task = self._prefetch.pop(sentence, None)
         pcm = await task if task is not None else await self._synthesise(sentence)
-        marks.tts_first_audio = marks.tts_first_audio or time.monotonic()
+        if marks.tts_first_audio is None and pcm:
+            marks.tts_first_audio = time.monotonic()
+            pcm = [trim_leading_silence(pcm[0]), *pcm[1:]]  # the reply starts with its first sound
         return pcm
 
     async def _play(self, audio: AsyncIterator[np.ndarray], marks: _Milestones, spoken: _Spoken) -> None:

@@ -120,6 +120,7 @@ class Responder:
         self.conversation = conversation
         self.last_error: LLMError | None = None
         self.last_source: str | None = None
+        self.last_intent: str | None = None  # the skill's intent, "llm", or "fallback" (skills, no match)
 
     def prepare(self, user_text: str, *, prefetch_llm: bool = True) -> PreparedReply:
         """Speculative reply for `user_text`: no memory change, no skill side effect.
@@ -161,6 +162,10 @@ class Responder:
 
         if not text:
             return self._nothing()
+        if skill is not None:
+            self.last_intent = skill.intent
+        else:
+            self.last_intent = "llm" if self.llm is not self.skills else "fallback"
         if skill is not None and not skill.text:
             self.last_source = "skill"
             self._run_action(skill)  # a command such as "stop": nothing to say, nothing to remember
