@@ -1,0 +1,351 @@
+"""Streaming voice activity detection and end-pointing.
+
+`SileroVAD` runs the Silero VAD v6 ONNX model that faster-whisper bundles, one 512-sample window at a
+time, carrying the 64-sample context and the LSTM state across calls, so a live stream of 20 ms frames
+gives the same probabilities as a whole-file run. `Endpointer` turns those probabilities into speech
+events with accurate audio-clock times (pre-roll, hysteresis, click rejection, pause hint, end of speech).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "EndOfSpeech",
+    "Endpointer",
+    "SileroVAD",
+    "SpeechEvent",
+    "SpeechPaused",
+    "SpeechResumed",
+    "SpeechStarted",
+    "VADModelNotAvailable",
+]
+
+SAMPLE_RATE = 16000
+WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous window the model sees in front of each window
+
+
+class VADModelNotAvailable(RuntimeError):
+    """The Silero ONNX model or onnxruntime is missing."""
+
+
+def default_model_path() -> Path:
+    """The Silero VAD v6 model bundled in faster-whisper's assets."""
+    try:
+        from faster_whisper.utils import get_assets_path
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise VADModelNotAvailable(
+            "Silero VAD needs faster-whisper's bundled model: pip install 'companion[stt]'"
+        ) from e
+    return Path(get_assets_path()) / "silero_vad_v6.onnx"
+
+
+@functools.lru_cache(maxsize=4)
+def _session(path: str):  # -> onnxruntime.InferenceSession
+    """One ONNX session per model file, shared by all streams (the state lives in each SileroVAD)."""
+    try:
+        import onnxruntime
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise VADModelNotAvailable("Silero VAD needs onnxruntime: pip install onnxruntime") from e
+    if not Path(path).is_file():
+        raise VADModelNotAvailable(f"Silero VAD model not found at {path}")
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = False
+    opts.log_severity_level = 4
+    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"], sess_options=opts)
+
+
+class SileroVAD:
+    """Incremental Silero VAD: feed int16 chunks of any length, get one speech probability per 32 ms window.
+
+    The ONNX session is shared between instances; each instance carries its own recurrent state,
+    context and partial-window buffer, so instances are independent streams. Not thread-safe.
+    """
+
+    window = WINDOW
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        self._session = _session(str(model_path or default_model_path()))
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: zero state and context, drop buffered samples, restart the window count."""
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(CONTEXT, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.windows_done = 0
+
+    @property
+    def samples_done(self) -> int:
+        """Samples consumed into whole windows since the reset; window k covers [k*512, (k+1)*512)."""
+        return self.windows_done * WINDOW
+
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        """Buffer `pcm` (mono 16 kHz int16, or float32 in [-1, 1]); return finished windows' probabilities."""
+        pcm = np.asarray(pcm)
+        if pcm.ndim != 1:
+            raise ValueError(f"SileroVAD.process expects mono 1-D audio, got shape {pcm.shape}")
+        samples = pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else pcm.astype(np.float32)
+        buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        n = len(buf) // WINDOW
+        self._pending = buf[n * WINDOW :].copy()
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        windows = buf[: n * WINDOW].reshape(n, WINDOW)
+        # Each row is the previous window's last 64 samples followed by the window, as in training.
+        contexts = np.empty((n, CONTEXT), dtype=np.float32)
+        contexts[0] = self._context
+        contexts[1:] = windows[:-1, -CONTEXT:]
+        batch = np.ascontiguousarray(np.concatenate([contexts, windows], axis=1))
+        # The v6 graph runs its LSTM across the batch axis, carrying h/c row to row.
+        probs, self._h, self._c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        self._context = windows[-1, -CONTEXT:].copy()
+        self.windows_done += n
+        return np.asarray(probs, dtype=np.float32).reshape(n)
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Speech confirmed (it lasted `min_speech_ms`); `t` is when it began on the audio clock."""
+
+    t: float
+    sample: int = 0  # stream sample index of the onset (before pre-roll)
+
+
+@dataclass(frozen=True, eq=False)
+class SpeechPaused:
+    """Silence has lasted `speculate_ms`: a hint to transcribe `audio` speculatively."""
+
+    t_end_of_speech: float
+    audio: np.ndarray = field(repr=False)
+    start_sample: int = 0  # stream sample span of `audio`
+    end_sample: int = 0
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech came back after a `SpeechPaused`; any speculative transcript is stale."""
+
+    t: float
+
+
+@dataclass(frozen=True, eq=False)
+class EndOfSpeech:
+    """Silence reached `end_silence_ms` (or the utterance hit `max_utterance_s`, then `forced`)."""
+
+    t_end_of_speech: float
+    t_decided: float
+    audio: np.ndarray = field(repr=False)
+    start_sample: int = 0
+    end_sample: int = 0
+    forced: bool = False
+
+
+SpeechEvent = SpeechStarted | SpeechPaused | SpeechResumed | EndOfSpeech
+
+
+# --- end-pointing -------------------------------------------------------------------------------
+
+
+class _Ring:
+    """The recent stream: int16 samples addressed by absolute sample index, plus frame times."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.buf = np.zeros(capacity, dtype=np.int16)
+        self.end = 0  # absolute index one past the newest sample
+        self.frames: deque[tuple[int, float]] = deque(maxlen=512)  # (start index, start time) of frames
+
+    def append(self, pcm: np.ndarray, t: float) -> None:
+        self.frames.append((self.end, t))
+        n = len(pcm)
+        kept = pcm[-self.capacity :]
+        pos = (self.end + n - len(kept)) % self.capacity
+        first = min(len(kept), self.capacity - pos)
+        self.buf[pos : pos + first] = kept[:first]
+        self.buf[: len(kept) - first] = kept[first:]
+        self.end += n
+
+    @property
+    def start(self) -> int:
+        return max(0, self.end - self.capacity)
+
+    def slice(self, a: int, b: int) -> np.ndarray:
+        a, b = max(a, self.start), min(b, self.end)
+        if b <= a:
+            return np.zeros(0, dtype=np.int16)
+        idx = np.arange(a, b) % self.capacity
+        return self.buf[idx]
+
+    def time_of(self, index: int) -> float:
+        """Audio-clock time of a sample index, from the newest frame that starts at or before it."""
+        for start, t in reversed(self.frames):
+            if start <= index:
+                return t + (index - start) / SAMPLE_RATE
+        start, t = self.frames[0]
+        return t + (index - start) / SAMPLE_RATE
+
+
+class Endpointer:
+    """Turns 20 ms int16 frames into speech events (`SpeechStarted`, `SpeechPaused`, `SpeechResumed`,
+    `EndOfSpeech`) with times on the audio clock.
+
+    `feed(frame, t)` takes a frame and the audio-clock time of its first sample and returns the
+    events the frame completed. The end of speech is the end of the last window classified as speech,
+    not the moment of decision, so voice-to-voice latency can be measured from it.
+    """
+
+    def __init__(
+        self,
+        vad: SileroVAD | None = None,
+        *,
+        threshold: float = 0.5,
+        neg_threshold: float | None = None,
+        speculate_ms: float = 120,
+        end_silence_ms: float = 250,
+        pre_roll_ms: float = 300,
+        tail_ms: float = 100,
+        min_speech_ms: float = 90,
+        max_utterance_s: float = 30.0,
+        history_s: float = 60.0,
+    ) -> None:
+        neg = max(threshold - 0.15, 0.01) if neg_threshold is None else neg_threshold
+        if not 0.0 < neg <= threshold < 1.0:
+            raise ValueError(f"need 0 < neg_threshold ({neg}) <= threshold ({threshold}) < 1")
+        if not 0 < speculate_ms <= end_silence_ms:
+            raise ValueError(f"need 0 < speculate_ms ({speculate_ms}) <= end_silence_ms ({end_silence_ms})")
+        if not 0 <= tail_ms <= speculate_ms:
+            # the speculative audio must equal the final audio, so its tail must already exist at the pause
+            raise ValueError(f"need 0 <= tail_ms ({tail_ms}) <= speculate_ms ({speculate_ms})")
+        if pre_roll_ms < 0 or min_speech_ms < 0 or max_utterance_s <= 1.0:
+            raise ValueError("pre_roll_ms and min_speech_ms must be >= 0 and max_utterance_s > 1")
+        if history_s < max_utterance_s + pre_roll_ms / 1000:
+            raise ValueError(f"history_s ({history_s}) must cover max_utterance_s plus the pre-roll")
+        self.vad = vad or SileroVAD()
+        self.threshold = threshold
+        self.neg_threshold = neg
+        ms = SAMPLE_RATE // 1000
+        self._speculate = int(speculate_ms * ms)
+        self._end_silence = int(end_silence_ms * ms)
+        self._pre_roll = int(pre_roll_ms * ms)
+        self._tail = int(tail_ms * ms)
+        self._min_speech = int(min_speech_ms * ms)
+        self._max_utterance = int(max_utterance_s * SAMPLE_RATE)
+        self._ring = _Ring(int(history_s * SAMPLE_RATE))
+        self.end_silence_ms = end_silence_ms
+        self.speculate_ms = speculate_ms
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._offset = self._ring.end  # stream index where the VAD's window 0 starts
+        self._candidate: int | None = None  # onset of unconfirmed speech
+        self._onset: int | None = None  # onset of the current utterance (confirmed)
+        self._speech_end = 0  # end of the last speech window
+        self._in_silence = False
+        self._paused = False
+
+    def reset(self) -> None:
+        """Drop the current utterance and the VAD state (the audio history is kept)."""
+        self.vad.reset()
+        self._reset_state()
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether an utterance is open (confirmed speech, not yet ended)."""
+        return self._onset is not None
+
+    @property
+    def now(self) -> float:
+        """Audio-clock time at the end of the newest sample fed."""
+        if not self._ring.frames:
+            return 0.0
+        return self._ring.time_of(self._ring.end)
+
+    def time_of(self, sample: int) -> float:
+        """Audio-clock time of a stream sample index."""
+        return self._ring.time_of(sample)
+
+    def audio(self, start_sample: int, end_sample: int) -> np.ndarray:
+        """The stream's int16 samples in [start_sample, end_sample) that are still in the history."""
+        return self._ring.slice(start_sample, end_sample)
+
+    def feed(self, frame: np.ndarray, t: float) -> list[SpeechEvent]:
+        """Consume one frame (int16 mono 16 kHz, any length) starting at audio time `t` (seconds)."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.int16 or frame.ndim != 1:
+            raise ValueError(f"Endpointer.feed expects 1-D int16 audio, got {frame.dtype} {frame.shape}")
+        self._ring.append(frame, t)
+        events: list[SpeechEvent] = []
+        first = self.vad.windows_done
+        for k, p in enumerate(self.vad.process(frame)):
+            start = self._offset + (first + k) * WINDOW
+            self._window(float(p), start, start + WINDOW, events)
+        return events
+
+    def flush(self) -> list[SpeechEvent]:
+        """End an open utterance now (end of stream): a forced `EndOfSpeech`, or nothing."""
+        if self._onset is None:
+            return []
+        end = self._speech_end if self._in_silence else self._offset + self.vad.samples_done
+        return [self._end(end, self._ring.end, forced=True)]
+
+    # -- state machine, one 32 ms window at a time
+
+    def _window(self, p: float, start: int, end: int, events: list[SpeechEvent]) -> None:
+        if self._onset is None:
+            self._idle_window(p, start, end, events)
+            return
+        if p >= self.threshold or (p >= self.neg_threshold and not self._in_silence):
+            if self._paused:
+                events.append(SpeechResumed(self._ring.time_of(start)))
+            self._speech_end, self._in_silence, self._paused = end, False, False
+        else:
+            self._in_silence = True
+        silence = end - self._speech_end if self._in_silence else 0
+        if end - self._onset >= self._max_utterance:
+            events.append(self._end(self._speech_end if self._in_silence else end, end, forced=True))
+        elif silence >= self._end_silence:
+            events.append(self._end(self._speech_end, end))
+        elif silence >= self._speculate and not self._paused:
+            self._paused = True
+            a, b = self._span(self._speech_end)
+            events.append(SpeechPaused(self._ring.time_of(self._speech_end), self._ring.slice(a, b), a, b))
+
+    def _idle_window(self, p: float, start: int, end: int, events: list[SpeechEvent]) -> None:
+        if p >= self.threshold:
+            if self._candidate is None:
+                self._candidate = start
+        elif p < self.neg_threshold:
+            self._candidate = None
+        if self._candidate is not None and end - self._candidate >= self._min_speech:
+            self._onset, self._candidate = self._candidate, None
+            self._speech_end, self._in_silence, self._paused = end, False, False
+            events.append(SpeechStarted(self._ring.time_of(self._onset), self._onset))
+
+    def _span(self, speech_end: int) -> tuple[int, int]:
+        assert self._onset is not None
+        return max(self._ring.start, self._onset - self._pre_roll), min(
+            self._ring.end, speech_end + self._tail
+        )
+
+    def _end(self, speech_end: int, decided: int, *, forced: bool = False) -> EndOfSpeech:
+        a, b = self._span(speech_end)
+        ev = EndOfSpeech(
+            self._ring.time_of(speech_end), self._ring.time_of(decided), self._ring.slice(a, b), a, b, forced
+        )
+        self._onset, self._in_silence, self._paused = None, False, False
+        return ev

@@ -1,0 +1,318 @@
+"""End-of-turn detection: the endpointer's silence timing plus a speculative transcript.
+
+A short pause starts transcription in the STT worker while the wearer is still silent. When the
+endpointer declares the end of speech, a transcript of exactly that audio is usually ready: if it
+reads as a complete utterance the turn ends at once; if it reads as a fragment ("set a timer for")
+the detector keeps listening, up to `fallback_ms` of silence, and a resumed sentence joins the same
+turn. Speech that resumes makes the speculative result stale; it is dropped.
+
+All times are seconds on the audio clock of the frames given to `feed`. Between frames the clock is
+extrapolated with the wall clock, which is exact for a live stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechResumed, SpeechStarted
+from companion.stt.text import looks_complete
+from companion.stt.whisper import Transcript, WhisperSTT
+
+__all__ = ["Hypothesis", "Turn", "TurnDetector", "TurnEvent"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A speculative transcript of the turn so far, ready while the wearer is still silent."""
+
+    text: str
+    t_end_of_speech: float
+
+
+@dataclass(frozen=True, eq=False)
+class Turn:
+    """A finished user turn, times on the audio clock.
+
+    `audio` runs from the pre-roll before the first word to a short tail after the last;
+    `t_end_of_turn` is when the turn was decided, `t_stt_done` when its transcript was ready (often
+    before the end of the turn: it was made speculatively at the pause); `stt_ms` is the
+    transcription's own duration. `reason`: "complete", "fallback" (a fragment, then `fallback_ms`
+    of silence) or "forced" (`end_turn()`, or the utterance reached its maximum length).
+    """
+
+    text: str
+    audio: np.ndarray = field(repr=False)
+    t_end_of_speech: float
+    t_end_of_turn: float
+    stt_ms: float
+    t_stt_done: float
+    reason: str = "complete"
+
+
+TurnEvent = Hypothesis | Turn | SpeechStarted
+
+
+@dataclass(eq=False)
+class _Job:
+    """One transcription of the turn audio [start, end) in the STT worker."""
+
+    start: int
+    end: int
+    t_end_of_speech: float
+    audio: np.ndarray
+    result: Transcript | None = None
+    t_done: float = 0.0
+    offered: bool = False  # a Hypothesis went out for it
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class _Ending:
+    """The endpointer said the speech ended; waiting for the transcript, or for a fragment's fallback."""
+
+    job: _Job
+    t_decided: float
+    forced: bool
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+_CLOSED = object()
+
+
+class TurnDetector:
+    """Feeds audio frames to an `Endpointer` and yields `SpeechStarted`, `Hypothesis` and `Turn` events.
+
+    `feed()` is synchronous and cheap (the VAD runs inline, ~0.15 ms per 32 ms window); it must be
+    called from the event loop's thread. Transcription runs in the STT's worker thread through tasks
+    this detector owns; `aclose()` (or leaving `async with`) cancels them.
+    """
+
+    @classmethod
+    def from_config(cls, stt: WhisperSTT, turn: Any) -> TurnDetector:
+        """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
+        preroll_ms, max_utterance_s)."""
+        if turn.speculate_ms > turn.end_silence_ms:
+            raise ValueError(
+                f"turn.speculate_ms ({turn.speculate_ms}) must not exceed turn.end_silence_ms "
+                f"({turn.end_silence_ms}): the speculative transcript starts during the end-of-turn silence"
+            )
+        endpointer = Endpointer(
+            speculate_ms=turn.speculate_ms,
+            end_silence_ms=turn.end_silence_ms,
+            pre_roll_ms=turn.preroll_ms,
+            tail_ms=min(100, turn.speculate_ms),
+            max_utterance_s=turn.max_utterance_s,
+            history_s=max(60.0, 2 * turn.max_utterance_s),
+        )
+        return cls(stt, endpointer, fallback_ms=turn.fallback_ms)
+
+    def __init__(self, stt: WhisperSTT, endpointer: Endpointer, *, fallback_ms: float = 1200) -> None:
+        if fallback_ms < endpointer.end_silence_ms:
+            raise ValueError(
+                f"fallback_ms ({fallback_ms}) must be >= the endpointer's end_silence_ms "
+                f"({endpointer.end_silence_ms})"
+            )
+        self.stt = stt
+        self.endpointer = endpointer
+        self.fallback_s = fallback_ms / 1000
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._turn_start: int | None = None
+        self._spec: _Job | None = None  # the transcription of the latest pause, if still current
+        self._ending: _Ending | None = None
+        self._fed_at = time.monotonic()
+        self._closed = False
+
+    # -- clock
+
+    def now(self) -> float:
+        """The audio clock now: the end of the newest frame plus the wall time since it was fed."""
+        return self.endpointer.now + (time.monotonic() - self._fed_at)
+
+    # -- input
+
+    def feed(self, frame: np.ndarray, t: float) -> None:
+        """Consume one frame (int16 mono 16 kHz) that starts at audio time `t`."""
+        if self._closed:
+            raise RuntimeError("TurnDetector is closed")
+        events = self.endpointer.feed(frame, t)
+        self._fed_at = time.monotonic()
+        for ev in events:
+            self._on_speech_event(ev)
+        self._check_fallback()
+
+    def end_turn(self) -> None:
+        """End the turn now (push-to-talk release, end of the stream): no waiting for more speech.
+
+        An open utterance is closed at its last speech; the turn is emitted as soon as its transcript
+        is ready (at once if the speculative one covers the same audio).
+        """
+        for ev in self.endpointer.flush():
+            self._on_speech_event(ev)
+        ending = self._ending
+        if ending is None:
+            return
+        ending.forced = True
+        if ending.job.result is not None:
+            self._finish(ending, max(self.endpointer.now, ending.job.t_done), "forced")
+
+    def _on_speech_event(self, ev: object) -> None:
+        if isinstance(ev, SpeechStarted):
+            if self._ending is not None:
+                log.debug("speech resumed after a fragment: the turn continues")
+                self._ending = None
+            self._drop_spec()
+            self._emit(ev)
+        elif isinstance(ev, SpeechPaused):
+            if self._turn_start is None:
+                self._turn_start = ev.start_sample
+            self._drop_spec()
+            self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
+        elif isinstance(ev, SpeechResumed):
+            self._drop_spec()
+        elif isinstance(ev, EndOfSpeech):
+            if self._turn_start is None:
+                self._turn_start = ev.start_sample
+            job = self._spec
+            if job is None or job.start != self._turn_start or job.end != ev.end_sample:
+                self._drop_spec()
+                job = self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
+            self._ending = _Ending(job, ev.t_decided, ev.forced)
+            if job.result is not None:
+                self._decide(self._ending, ev.t_decided)
+
+    # -- transcription jobs
+
+    def _start_job(self, end: int, t_end_of_speech: float) -> _Job:
+        assert self._turn_start is not None
+        audio = self.endpointer.audio(self._turn_start, end)
+        job = _Job(self._turn_start, end, t_end_of_speech, audio)
+        job.task = asyncio.get_running_loop().create_task(self._transcribe(job), name="turn-stt")
+        self._tasks.add(job.task)
+        job.task.add_done_callback(self._tasks.discard)
+        return job
+
+    def _drop_spec(self) -> None:
+        job, self._spec = self._spec, None
+        if job is not None and job.task is not None and not job.task.done():
+            job.task.cancel()  # a queued request is dropped; a running one finishes, unheard
+
+    async def _transcribe(self, job: _Job) -> None:
+        try:
+            job.result = await self.stt.atranscribe(job.audio)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # surfaced to the consumer of events()
+            self._emit(_Failure(e))
+            return
+        job.t_done = self.now()
+        if self._closed or job is not self._spec:
+            return  # stale: the wearer spoke again
+        ending = self._ending
+        if ending is not None and ending.job is job:
+            self._decide(ending, max(ending.t_decided, job.t_done))
+        elif job.result.text:
+            job.offered = True
+            self._emit(Hypothesis(job.result.text, job.t_end_of_speech))
+
+    # -- decisions
+
+    def _decide(self, ending: _Ending, t: float) -> None:
+        result = ending.job.result
+        assert result is not None
+        if ending.forced:
+            self._finish(ending, t, "forced")
+        elif looks_complete(result.text):
+            self._finish(ending, t, "complete")
+        elif not result.text:
+            log.debug("speech without words (noise?): no turn")
+            self._reset()
+        else:  # a fragment: offer it, then wait for more speech or for the fallback silence
+            if not ending.job.offered:
+                ending.job.offered = True
+                self._emit(Hypothesis(result.text, ending.job.t_end_of_speech))
+            self._check_fallback()
+
+    def _check_fallback(self) -> None:
+        ending = self._ending
+        if ending is None or ending.job.result is None:
+            return
+        if self.endpointer.now - ending.job.t_end_of_speech >= self.fallback_s:
+            self._finish(ending, max(self.endpointer.now, ending.job.t_done), "fallback")
+
+    def _finish(self, ending: _Ending, t_end_of_turn: float, reason: str) -> None:
+        job = ending.job
+        assert job.result is not None
+        if not job.result.text:
+            self._reset()
+            return
+        self._emit(
+            Turn(
+                text=job.result.text,
+                audio=job.audio,
+                t_end_of_speech=job.t_end_of_speech,
+                t_end_of_turn=t_end_of_turn,
+                stt_ms=job.result.stt_ms,
+                t_stt_done=job.t_done,
+                reason=reason,
+            )
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        self._turn_start = None
+        self._spec = None
+        self._ending = None
+
+    # -- output
+
+    def _emit(self, item: object) -> None:
+        if not self._closed:
+            self._queue.put_nowait(item)
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """The detector's events until `aclose()`; an STT failure is raised here."""
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSED:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item  # type: ignore[misc]
+
+    def __aiter__(self) -> AsyncIterator[TurnEvent]:
+        return self.events()
+
+    async def aclose(self) -> None:
+        """Cancel the transcription tasks and end `events()`."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._reset()
+        self._queue.put_nowait(_CLOSED)
+
+    async def __aenter__(self) -> TurnDetector:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,218 @@
+"""Streaming Silero VAD and the endpointer, on real speech (and a scripted VAD for the state machine)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from companion.audio.vad import (
+    WINDOW,
+    EndOfSpeech,
+    Endpointer,
+    SileroVAD,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+)
+
+SR = 16000
+FRAME = 320
+# Clean single-phrase files from the shared set (read speech and conversational takes).
+CLEAN = ["coquitts_2.wav", "coquitts_4.wav", "lhotse_1.wav", "mfa_7.wav", "mfa_11.wav"]
+
+
+def speech_bounds(pcm: np.ndarray, floor_db: float = -40.0) -> tuple[int, int]:
+    """First and last sample of 10 ms frames within `floor_db` of the loudest frame."""
+    frames = pcm[: len(pcm) // 160 * 160].reshape(-1, 160).astype(np.float64)
+    db = 10 * np.log10((frames**2).mean(axis=1) + 1e-9)
+    active = np.flatnonzero(db > db.max() + floor_db)
+    return int(active[0]) * 160, int(active[-1] + 1) * 160
+
+
+def padded(pcm: np.ndarray, before_s: float = 1.0, after_s: float = 1.5) -> np.ndarray:
+    """The speech cropped to its energy bounds, between known stretches of silence."""
+    a, b = speech_bounds(pcm)
+    return np.concatenate(
+        [np.zeros(int(before_s * SR), np.int16), pcm[a:b], np.zeros(int(after_s * SR), np.int16)]
+    )
+
+
+def run(ep: Endpointer, pcm: np.ndarray, t0: float = 0.0, frame: int = FRAME) -> list:
+    events = []
+    for i in range(0, len(pcm), frame):
+        events += ep.feed(pcm[i : i + frame], t0 + i / SR)
+    return events
+
+
+def by_name(speech_set, name):
+    return next(u for u in speech_set if u.path.name == name)
+
+
+# --- SileroVAD ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_streaming_matches_whole_file_reference(speech_set, silero_vad_model):
+    from faster_whisper.vad import get_vad_model
+
+    x = padded(by_name(speech_set, "coquitts_4.wav").pcm())
+    reference = get_vad_model()(np.pad(x.astype(np.float32) / 32768, (0, WINDOW - len(x) % WINDOW)))
+    reference = np.asarray(reference).ravel()
+
+    vad = SileroVAD()
+    streamed = np.concatenate([vad.process(x[i : i + FRAME]) for i in range(0, len(x), FRAME)])
+    assert len(streamed) == len(x) // WINDOW
+    np.testing.assert_allclose(streamed, reference[: len(streamed)], atol=1e-4)
+    assert streamed.max() > 0.9 and streamed[:20].max() < 0.1  # speech found, leading silence not
+
+    # Odd chunk sizes give the same probabilities: the state and context are carried, not reset.
+    vad.reset()
+    rng = np.random.default_rng(1)
+    chunks, i = [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 1500))
+        chunks.append(vad.process(x[i : i + n]))
+        i += n
+    np.testing.assert_allclose(np.concatenate(chunks), streamed, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_vad_window_is_cheap(silero_vad_model):
+    vad = SileroVAD()
+    noise = (np.random.default_rng(0).normal(0, 300, SR * 3)).astype(np.int16)
+    start = time.thread_time()  # CPU time: onnxruntime runs single-threaded in the caller's thread
+    n = sum(len(vad.process(noise[i : i + FRAME])) for i in range(0, len(noise), FRAME))
+    per_window_ms = (time.thread_time() - start) * 1000 / n
+    assert per_window_ms < 1.0, f"VAD costs {per_window_ms:.2f} ms of CPU per 32 ms window"
+
+
+@pytest.mark.slow
+def test_vad_rejects_bad_input(silero_vad_model):
+    with pytest.raises(ValueError, match="mono"):
+        SileroVAD().process(np.zeros((2, 320), np.int16))
+    with pytest.raises(ValueError, match="int16"):
+        Endpointer().feed(np.zeros(320, np.float32), 0.0)
+    with pytest.raises(ValueError, match="speculate_ms"):
+        Endpointer(speculate_ms=300, end_silence_ms=250)
+    with pytest.raises(ValueError, match="neg_threshold"):
+        Endpointer(threshold=0.3, neg_threshold=0.6)
+
+
+# --- Endpointer on real speech --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLEAN)
+def test_events_land_on_real_speech_bounds(speech_set, name):
+    pcm = padded(by_name(speech_set, name).pcm())
+    t0 = 100.0  # an arbitrary audio clock origin
+    onset = t0 + 1.0
+    offset = onset + (len(pcm) - int(2.5 * SR)) / SR
+    ep = Endpointer(speculate_ms=120, end_silence_ms=250, pre_roll_ms=300, tail_ms=100)
+    events = run(ep, pcm, t0)
+
+    # One utterance (pauses at commas may come and go inside it), then its end.
+    kinds = [type(e) for e in events]
+    assert kinds[0] is SpeechStarted and kinds[-2:] == [SpeechPaused, EndOfSpeech], events
+    assert kinds.count(SpeechStarted) == 1 and kinds.count(EndOfSpeech) == 1
+    assert kinds.count(SpeechPaused) == kinds.count(SpeechResumed) + 1
+    started, paused, end = events[0], events[-2], events[-1]
+    assert abs(started.t - onset) <= 0.1
+    assert abs(end.t_end_of_speech - offset) <= 0.1
+    # Decided after end_silence of silence, reported at the end of speech (to within one window).
+    assert 0.25 <= end.t_decided - end.t_end_of_speech <= 0.25 + WINDOW / SR + 1e-9
+    assert paused.t_end_of_speech == end.t_end_of_speech
+    # The utterance runs from the pre-roll to the tail, and the pause hint carries the same audio.
+    assert np.array_equal(paused.audio, end.audio)
+    assert abs(len(end.audio) / SR - (end.t_end_of_speech - started.t + 0.3 + 0.1)) <= 0.01
+    start_idx = end.start_sample
+    assert np.array_equal(end.audio, pcm[start_idx : start_idx + len(end.audio)])
+
+
+@pytest.mark.slow
+def test_silence_and_noise_give_no_events(silero_vad_model):
+    rng = np.random.default_rng(0)
+    ep = Endpointer()
+    assert run(ep, np.zeros(3 * SR, np.int16)) == []
+    assert run(ep, rng.normal(0, 200, 3 * SR).astype(np.int16), t0=3.0) == []
+
+
+@pytest.mark.slow
+def test_flush_closes_an_open_utterance(speech_set):
+    pcm = padded(by_name(speech_set, "lhotse_1.wav").pcm(), after_s=0.0)
+    ep = Endpointer()
+    events = run(ep, pcm)
+    assert [type(e) for e in events] == [SpeechStarted]
+    (end,) = ep.flush()
+    assert isinstance(end, EndOfSpeech) and end.forced
+    assert abs(end.t_end_of_speech - len(pcm) / SR) <= 0.1
+    assert ep.flush() == []
+
+
+# --- Endpointer state machine with scripted probabilities (pure logic) ------------------------------
+
+
+class ScriptedVAD:
+    """Stands in for SileroVAD: returns scripted probabilities, one per 512-sample window."""
+
+    def __init__(self, probs: list[float]) -> None:
+        self.probs = list(probs)
+        self.windows_done = 0
+        self._pending = 0
+
+    @property
+    def samples_done(self) -> int:
+        return self.windows_done * WINDOW
+
+    def reset(self) -> None:
+        self.windows_done = 0
+        self._pending = 0
+
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        self._pending += len(pcm)
+        n = self._pending // WINDOW
+        self._pending -= n * WINDOW
+        out = [self.probs[min(self.windows_done + k, len(self.probs) - 1)] for k in range(n)]
+        self.windows_done += n
+        return np.asarray(out, dtype=np.float32)
+
+
+def scripted(probs: list[float], **kwargs) -> list:
+    ep = Endpointer(ScriptedVAD(probs), **kwargs)
+    return run(ep, np.ones(len(probs) * WINDOW, np.int16))
+
+
+W = WINDOW / SR  # 32 ms
+
+
+def test_click_shorter_than_min_speech_is_ignored():
+    assert scripted([0.0] * 10 + [0.9, 0.9] + [0.0] * 30, min_speech_ms=90) == []
+
+
+def test_hysteresis_keeps_speech_between_thresholds():
+    # 0.4 is below threshold 0.5 but above neg 0.35: it continues speech, it does not start it.
+    events = scripted([0.0] * 5 + [0.9] * 5 + [0.4] * 10 + [0.0] * 20, end_silence_ms=250)
+    start, _pause, end = events
+    assert start.t == pytest.approx(5 * W)
+    assert end.t_end_of_speech == pytest.approx(20 * W)
+    assert scripted([0.0] * 5 + [0.4] * 30) == []
+
+
+def test_pause_and_resume_then_end():
+    probs = [0.0] * 5 + [0.9] * 10 + [0.0] * 5 + [0.9] * 10 + [0.0] * 15
+    events = scripted(probs, speculate_ms=120, end_silence_ms=250)
+    kinds = [type(e) for e in events]
+    assert kinds == [SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, EndOfSpeech]
+    assert events[1].t_end_of_speech == pytest.approx(15 * W)
+    assert events[2].t == pytest.approx(20 * W)
+    assert events[4].t_end_of_speech == pytest.approx(30 * W)
+    assert events[4].t_decided == pytest.approx(30 * W + 8 * W)  # first window with >= 250 ms silence
+
+
+def test_max_utterance_forces_an_end():
+    events = scripted([0.9] * 200, max_utterance_s=2.0, min_speech_ms=0)
+    ends = [e for e in events if isinstance(e, EndOfSpeech)]
+    assert ends and ends[0].forced
+    assert ends[0].t_end_of_speech == pytest.approx(63 * W)  # 2 s rounded up to whole windows
