@@ -228,6 +228,28 @@ class Service:
         return {"ok": True, "device": session.device}
 
 
+@contextlib.asynccontextmanager
+async def _local_speaker(name: str):
+    """Replies for a headset without a speaker (omi) play on this machine's sound device, when it has one."""
+    from companion.link.base import LinkError
+
+    try:
+        from companion.link.local import LocalAudioLink, LocalAudioOptions
+
+        link = LocalAudioLink(name=f"{name} (local speaker)", options=LocalAudioOptions(capture=False))
+        await link.__aenter__()
+    except (ImportError, LinkError) as exc:
+        log.warning(
+            "%s has no speaker and no local sound device is usable (%s): replies are not played", name, exc
+        )
+        yield None
+        return
+    try:
+        yield link
+    finally:
+        await link.aclose()
+
+
 class _Commands:
     """MQTT commands -> the service (device ids as MQTT uses them)."""
 

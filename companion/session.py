@@ -161,8 +161,11 @@ class Session:
         config: Config | None = None,
         hub: EventHub | None = None,
         earcons_enabled: bool | None = None,
+        speaker: HeadsetLink | None = None,
     ) -> None:
         self.link = link
+        # Where replies play: the headset itself, or (omi pendants have no speaker) a local sound device.
+        self.speaker = speaker or link
         self.config = config or Config()
         self.hub = hub or EventHub()
         self.device = link.info.address
@@ -200,7 +203,11 @@ class Session:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._pump_audio(), name=f"audio-{self.device}")
                 tg.create_task(self._handle_turns(), name=f"turns-{self.device}")
-                tg.create_task(self._handle_link_events(), name=f"link-events-{self.device}")
+                tg.create_task(self._handle_link_events(self.link), name=f"link-events-{self.device}")
+                if self.speaker is not self.link:
+                    tg.create_task(
+                        self._handle_link_events(self.speaker), name=f"speaker-events-{self.device}"
+                    )
                 tg.create_task(self._write_led(), name=f"led-{self.device}")
                 self.hub.publish(Availability(self.device, self.link.connected))
                 await self.link.set_volume(self.volume)
@@ -259,6 +266,8 @@ class Session:
         if not self._listening:
             return True
         if self.state is DeviceState.SPEAKING or time.monotonic() < self._mute_mic_until:
+            if self.speaker is not self.link:
+                return False  # replies play elsewhere: no echo in the headset's mic
             return not (self.link.info.has_aec and self.config.session.voice_barge_in)
         return False
 
@@ -420,7 +429,7 @@ class Session:
 
         self._drained.clear()
         self._played_started.clear()
-        report = await self.link.play(tracked())
+        report = await self.speaker.play(tracked())
         marks.first_audio_sent = report.t_first_sent
         if report.frames_sent == 0:
             return
@@ -449,7 +458,7 @@ class Session:
         log.info("%s: barge-in (%s)", self.device, why)
         await self._cancel_reply()
         with contextlib.suppress(LinkError, OSError, asyncio.TimeoutError):
-            await self.link.abort()
+            await self.speaker.abort()
         self._set_state(DeviceState.LISTENING if self._listening else DeviceState.IDLE)
 
     async def say(self, text: str, intent: str = "say") -> None:
@@ -485,7 +494,7 @@ class Session:
         """A timer or reminder is due: chime (when earcons are on), then say it."""
         if self.earcons and self.link.connected:
             with contextlib.suppress(LinkError):
-                await self.link.play(_once(earcons.timer_ring()))
+                await self.speaker.play(_once(earcons.timer_ring()))
         await self.say(message, intent="announcement")
 
     async def _listen(self, on: bool) -> None:
@@ -495,8 +504,8 @@ class Session:
                 await listen(on)
 
     # -- headset events ----------------------------------------------------------------------------
-    async def _handle_link_events(self) -> None:
-        async for event in self.link.events():
+    async def _handle_link_events(self, link: HeadsetLink) -> None:
+        async for event in link.events():
             if isinstance(event, ButtonEvent):
                 self.hub.publish(ButtonPressed(self.device, event.button.name.lower()))
                 await self._on_button(event.button)
@@ -537,7 +546,7 @@ class Session:
         await self._listen(True)
         if self.earcons:
             with contextlib.suppress(LinkError):
-                await self.link.play(_once(earcons.listening_start()))
+                await self.speaker.play(_once(earcons.listening_start()))
 
     async def stop_listening(self) -> None:
         if self.mode != "hands_free":

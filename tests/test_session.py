@@ -163,3 +163,36 @@ async def test_llm_answers_through_a_real_openai_compatible_server(
         await llm.aclose()
     assert reply.text  # a base model's words, but real streamed tokens over real HTTP
     assert timings.llm_first_token_ms is not None
+
+
+async def test_omi_replies_play_on_the_local_sound_device(
+    world, whisper_stt, piper_tts, synth_speech, pulse_null
+) -> None:
+    from companion.link.local import LocalAudioLink, LocalAudioOptions
+
+    headset = world.add_headset(HeadsetConfig(profile="omi", name="Pendant"))
+    hub = EventHub()
+    events = hub.subscriber()
+    async with (
+        BleHeadsetLink(headset.address, backend=SimClient, scanner_backend=SimScanner) as link,
+        LocalAudioLink(name="laptop", options=LocalAudioOptions(capture=False)) as speaker,
+    ):
+        assert not link.info.has_speaker
+        session = Session(
+            link, stt=whisper_stt, tts=piper_tts, hub=hub, earcons_enabled=False, speaker=speaker
+        )
+        task = asyncio.create_task(session.run())
+        try:
+            await asyncio.sleep(0.3)
+            await headset.mic.say(synth_speech("What time is it?"))
+            async with asyncio.timeout(30):
+                while not isinstance(event := await events.get(), TurnTimings):
+                    if isinstance(event, ReplyEvent):
+                        reply = event
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert reply.intent == "time" and not reply.interrupted
+    assert event.first_audio_played_ms is not None
+    assert speaker.counters()["samples_played"] > 16000 * 0.5
