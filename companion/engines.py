@@ -54,10 +54,10 @@ class Engines:
             await asyncio.gather(asyncio.to_thread(stt.load), asyncio.to_thread(tts.load))
         except (ModelNotAvailable, VoiceNotAvailable) as exc:
             raise EngineUnavailable(str(exc)) from exc
-        # One inference each, so the first real turn does not pay for lazy initialisation.
-        await stt.atranscribe(np.zeros(16000, dtype=np.int16))
-        async for _ in tts.stream("Ready."):
-            pass
+        # Warm both up on real speech, so the first turn does not pay for lazy initialisation (the first
+        # decode of a real utterance costs ~3x a warm one).
+        speech = [chunk async for chunk in tts.stream("Hello, what time is it?")]
+        await stt.atranscribe(np.concatenate(speech) if speech else np.zeros(16000, dtype=np.int16))
         say(f"models ready in {time.monotonic() - t0:.1f} s")
         return cls(stt=stt, tts=tts, llm=make_llm(config))
 

@@ -319,11 +319,12 @@ class Session:
     async def _speculate(self, text: str) -> None:
         """Prepare the reply to a transcript that may still be extended."""
         text = text.strip()
-        if not text or self._reply_task is not None:
+        if not text or (self._reply_task is not None and not self._reply_task.done()):
             return
         if self._prepared is not None and self._prepared.user_text == text:
             return
         await self._drop_speculation()
+        log.debug("%s: preparing a reply to %r while the wearer is silent", self.device, text)
         self._prepared = self.responder.prepare(text)
         if self._prepared.skill is not None and self._prepared.skill.text:
             first = SentenceChunker().feed(self._prepared.skill.text + " ")
@@ -408,6 +409,7 @@ class Session:
     async def _audio_for(self, sentence: str, marks: _Milestones) -> list[np.ndarray]:
         marks.first_sentence = marks.first_sentence or time.monotonic()
         task = self._prefetch.pop(sentence, None)
+        log.debug("%s: speaking %r (%s)", self.device, sentence, "prepared" if task else "synthesising now")
         pcm = await task if task is not None else await self._synthesise(sentence)
         if marks.tts_first_audio is None and pcm:
             marks.tts_first_audio = time.monotonic()

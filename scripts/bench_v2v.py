@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from companion.audio.v2v import voice_to_voice
-from companion.config import Config
+from companion.config import load_config
 from companion.engines import Engines
 from companion.events import EventHub, TurnTimings
 from companion.link.ble import BleHeadsetLink
@@ -105,7 +105,7 @@ async def run(args) -> dict:
 
     from firmware_sim import SimWorld
 
-    config = Config()
+    config = load_config()  # the default config, with COMPANION_* environment overrides
     if args.llm_url:
         config.llm.backend = "openai"
         config.llm.base_url = args.llm_url
@@ -140,8 +140,8 @@ async def run(args) -> dict:
     wall = time.monotonic() - t0
     cpu = proc.cpu_percent(None)
     v2v = [t.latency_ms for r in results for t in r["v2v"] if t.latency_ms is not None]
-    early = sum(t.answered_early for r in results for t in r["v2v"])
-    unanswered = sum(t.reply_start_s is None for r in results for t in r["v2v"])
+    early = int(sum(bool(t.answered_early) for r in results for t in r["v2v"]))
+    unanswered = int(sum(t.reply_start_s is None for r in results for t in r["v2v"]))
     stages = {}
     for stage in STAGES:
         vals = [getattr(t, stage) for r in results for t in r["timings"] if getattr(t, stage) is not None]

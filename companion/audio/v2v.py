@@ -74,7 +74,8 @@ def voice_to_voice(
         # A reply that started during the utterance counts from its first sound (an early answer).
         onset = np.flatnonzero(reply_active[a:limit])
         reply = (a + int(onset[0])) * WINDOW_S if len(onset) else None
-        out.append(TurnLatency(a * WINDOW_S, b * WINDOW_S, reply))
+        start, end = float(a * WINDOW_S), float(b * WINDOW_S)
+        out.append(TurnLatency(start, end, None if reply is None else float(reply)))
     return out
 
 
