@@ -168,7 +168,7 @@ def build_table(config: HeadsetConfig) -> GattTable:
         b.char("mic", CompanionUUID.MIC, NOTIFY)
         if config.has_speaker:
             b.char("speaker", CompanionUUID.SPEAKER, WRITE_NR)
-        b.char("control", CompanionUUID.CONTROL, WRITE, NOTIFY)
+        b.char("control", CompanionUUID.CONTROL, WRITE, WRITE_NR, NOTIFY)
         if config.has_speaker:
             b.char("flow", CompanionUUID.FLOW, READ, NOTIFY)
         b.char("capabilities", CompanionUUID.CAPABILITIES, READ)

@@ -465,9 +465,16 @@ class BleHeadsetLink(HeadsetLink):
             raise NotConnected(f"headset {self.info.address} is not connected")
         return self._client
 
-    async def _write_control(self, msg: ControlMessage, client: BleakClient | None = None) -> None:
+    async def _write_control(
+        self, msg: ControlMessage, client: BleakClient | None = None, *, response: bool = True
+    ) -> None:
+        """Write a command. ``response=False`` (where CONTROL allows it) skips the round trip: ATT keeps
+        commands and writes in order on the link, so a reply's TTS start still precedes its audio."""
         client = client or self._require()
-        await client.write_gatt_char(CompanionUUID.CONTROL, msg.encode(), response=True)
+        if not response:
+            char = client.services.get_characteristic(CompanionUUID.CONTROL)
+            response = char is None or "write-without-response" not in char.properties
+        await client.write_gatt_char(CompanionUUID.CONTROL, msg.encode(), response=response)
 
     async def set_state(self, state: DeviceState) -> None:
         if self.info.profile is Profile.COMPANION and self.connected:
@@ -500,7 +507,7 @@ class BleHeadsetLink(HeadsetLink):
             frame_s = n / SAMPLE_RATE
             watch = _ThroughputWatch(frame_s, self._speaker_codec, self.info.mtu)
             buf = np.empty(0, dtype=np.int16)
-            await self._write_control(ControlMessage(Msg.TTS, TtsPhase.START), client)
+            await self._write_control(ControlMessage(Msg.TTS, TtsPhase.START), client, response=False)
             try:
                 async for chunk in chunks:
                     buf = np.concatenate((buf, np.asarray(chunk, dtype=np.int16)))
@@ -511,7 +518,7 @@ class BleHeadsetLink(HeadsetLink):
                     tail = np.zeros(n, dtype=np.int16)
                     tail[: len(buf)] = buf
                     await self._send_frame(client, encoder.encode(tail), report, watch)
-                await self._write_control(ControlMessage(Msg.TTS, TtsPhase.STOP), client)
+                await self._write_control(ControlMessage(Msg.TTS, TtsPhase.STOP), client, response=False)
             except asyncio.CancelledError:
                 report.aborted = True
                 raise
