@@ -141,8 +141,16 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
                         turns.append(turn)
                         await headset.mic.say(pcm)
                         await _collect_turn(events, turn, session_task)
-                        if not options.as_json:
-                            print(_format_turn(n, turn).split("\n  voice-to-voice")[0], flush=True)
+                        # The reply has played out: read this turn's latency off the recording so far.
+                        measured = voice_to_voice(recording.left, recording.right)
+                        if len(measured) >= n:
+                            turn.voice_to_voice_ms = measured[n - 1].latency_ms
+                            turn.answered_early = measured[n - 1].answered_early
+                        if options.as_json:
+                            row = {"turn": n, **turn.as_dict(), "link": link.counters()}
+                            print(json.dumps(row), flush=True)
+                        else:
+                            print(_format_turn(n, turn), flush=True)
                         await asyncio.sleep(options.pause_s)
                     if options.wait_timers:
                         await _wait_for_timers(session, events, options.as_json)
@@ -152,10 +160,6 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
                     with contextlib.suppress(asyncio.CancelledError):
                         await session_task
                 counters = link.counters()
-        measured = voice_to_voice(recording.left, recording.right)
-        for turn, lat in zip(turns, measured, strict=False):
-            turn.voice_to_voice_ms = lat.latency_ms
-            turn.answered_early = lat.answered_early
         _report(turns, options, record_path, counters)
         if options.record is None:
             record_path.unlink(missing_ok=True)
@@ -205,15 +209,8 @@ async def _wait_for_timers(session: Session, events: asyncio.Queue, as_json: boo
 
 def _report(turns: list[DemoTurn], options: DemoOptions, record_path: Path, counters: dict[str, int]) -> None:
     if options.as_json:
-        for n, turn in enumerate(turns, 1):
-            print(json.dumps({"turn": n, **turn.as_dict(), "link": counters}), flush=True)
         return
     print()
-    for n, turn in enumerate(turns, 1):
-        v = turn.voice_to_voice_ms
-        print(
-            f"turn {n}: voice-to-voice {'-' if v is None else f'{v:.0f} ms'} (read off the headset recording)"
-        )
     values = [t.voice_to_voice_ms for t in turns if t.voice_to_voice_ms is not None]
     if values:
         print(f"voice-to-voice median {statistics.median(values):.0f} ms over {len(values)} turns")
