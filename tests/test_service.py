@@ -158,3 +158,35 @@ def test_doctor_explains_the_missing_adapter(tmp_path: Path) -> None:
         assert "--sim" in checks["bluetooth"]["advice"]
     assert checks["stt"]["status"] == "ok"
     assert checks["config"]["status"] == "ok"
+
+
+def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
+    record = tmp_path / "demo.wav"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "companion.cli",
+            "demo",
+            "--json",
+            "--record",
+            str(record),
+            "--say",
+            "What time is it?",
+            "--say",
+            "What's the date today?",
+            "--no-wait-timers",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    turns = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [t["turn"] for t in turns] == [1, 2]
+    assert "time" in turns[0]["transcript"].lower() and turns[0]["reply"]
+    assert all(t["voice_to_voice_ms"] is not None and not t["answered_early"] for t in turns)
+    assert all(t["timings_ms"]["first_audio_played_ms"] is not None for t in turns)
+    left, right, rate = read_stereo(record)
+    assert rate == 16000 and len(voice_to_voice(left, right)) == 2
