@@ -119,9 +119,9 @@ def scan(sim: bool, timeout: float, as_json: bool) -> None:
     except CliError:
         raise
     except Exception as exc:  # bleak raises plain errors when no adapter exists
-        raise CliError(
-            f"scan failed: {exc}. No Bluetooth adapter? Try --sim for virtual headsets.", EXIT_NO_DEVICE
-        ) from None
+        from companion.link.ble import describe_ble_error
+
+        raise CliError(f"scan failed: {describe_ble_error(exc)}", EXIT_NO_DEVICE) from None
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in found]))
         return

@@ -22,7 +22,7 @@ from companion.config import Config
 from companion.control import ControlServer
 from companion.engines import Engines
 from companion.events import Availability, EventHub
-from companion.link.ble import BleHeadsetLink, BleLinkOptions, FoundHeadset, scan_headsets
+from companion.link.ble import BleHeadsetLink, BleLinkOptions, FoundHeadset, describe_ble_error, scan_headsets
 from companion.protocol import codec_by_name
 from companion.registry import load_known
 from companion.session import Session
@@ -58,6 +58,7 @@ class Service:
 
             self._scanner_backend, self._client_backend = sim_backends()
         self.ready = asyncio.Event()
+        self._scan_error: str | None = None
 
     # -- who may connect ---------------------------------------------------------------------------
     def allowed(self, found: FoundHeadset) -> bool:
@@ -98,9 +99,13 @@ class Service:
                 found = await scan_headsets(
                     min(self.config.link.scan_timeout_s, RESCAN_S), backend=self._scanner_backend
                 )
-            except Exception as exc:  # no adapter, BlueZ down: keep serving what we have, say why
-                log.warning("scan failed: %s", exc)
+            except Exception as exc:  # no adapter, BlueZ down: keep serving what we have, say why once
+                message = describe_ble_error(exc)
+                (log.debug if message == self._scan_error else log.warning)("scan failed: %s", message)
+                self._scan_error = message
                 found = []
+            else:
+                self._scan_error = None
             for headset in found:
                 key = headset.address.upper()
                 dev = self.devices.get(key)

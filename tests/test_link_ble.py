@@ -272,3 +272,10 @@ def test_cross_process_scan_finds_served_headsets(tmp_path) -> None:
     finally:
         sim.terminate()
         sim.wait(10)
+
+
+def test_missing_bluez_is_explained() -> None:
+    from companion.link.ble import describe_ble_error
+
+    message = describe_ble_error(FileNotFoundError(2, "No such file or directory"))
+    assert "D-Bus" in message and "--sim" in message

@@ -581,6 +581,19 @@ class _ThroughputWatch:
             self.bytes = 0
 
 
+def describe_ble_error(exc: BaseException) -> str:
+    """What a failed scan or connect means for the user, and what to do about it."""
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+        return (
+            "Bluetooth is not reachable: BlueZ's D-Bus system bus is missing (no adapter, or bluetoothd and "
+            "dbus are not running). Start them, or use virtual headsets with --sim"
+        )
+    text = str(exc) or type(exc).__name__
+    if "No Bluetooth adapters found" in text or "adapter" in text.lower():
+        return f"{text}: plug in a Bluetooth LE adapter, or use virtual headsets with --sim"
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class FoundHeadset:
     """One advertising headset as a scan saw it."""
