@@ -225,3 +225,13 @@ def test_opus_conceals_lost_frames_with_fec(speech_set) -> None:
     assert all(len(x) == 320 for x in out)
     # Concealed frames carry signal (FEC/PLC), not silence.
     assert np.mean([np.abs(out[i]).mean() for i in range(5, len(out), 10)]) > 50
+
+
+def test_first_packet_overtaken_by_the_second_is_reordered_not_duplicate() -> None:
+    pk = Packetizer(Profile.COMPANION, 247, CodecId.PCM16_16K)
+    packets = [pk.packetize(np.full(320, i, dtype=np.int16).tobytes())[0] for i in range(4)]
+    r = Reassembler(Profile.COMPANION)
+    for p in [packets[1], packets[0], packets[2], packets[3], packets[2]]:
+        r.feed(p)
+    c = r.counters
+    assert (c.packets_reordered, c.packets_late, c.packets_duplicate, c.packets_lost) == (1, 1, 1, 0)

@@ -169,6 +169,8 @@ class Reassembler:
         self._highest = 0
         self._pending: dict[int, AudioPacket] = {}
         self._lost: deque[int] = deque(maxlen=1024)
+        self._seen: deque[int] = deque(maxlen=1024)  # recently accepted, to tell repeats from stragglers
+        self._seen_set: set[int] = set()
         self._last_codec: CodecId | None = codec
         self._partial: _Partial | None = None
         self._hole = 0  # packets (lost, or of dropped frames) since the last good frame
@@ -200,8 +202,13 @@ class Reassembler:
                 self.counters.packets_lost -= 1
                 self.counters.packets_late += 1
                 self.counters.packets_reordered += 1
-            else:
+            elif s in self._seen_set:
                 self.counters.packets_duplicate += 1
+            else:
+                # Older than anything we took (e.g. the stream's first packet overtaken by its second):
+                # too late to play, and never counted lost.
+                self.counters.packets_late += 1
+                self.counters.packets_reordered += 1
             return []
         if seq_diff(s, self._highest) < 0:
             self.counters.packets_reordered += 1
@@ -237,6 +244,10 @@ class Reassembler:
             self._on_lost()
         else:
             self.counters.packets_received += 1
+            if len(self._seen) == self._seen.maxlen:
+                self._seen_set.discard(self._seen[0])
+            self._seen.append(s)
+            self._seen_set.add(s)
             self._on_packet(pkt)
         self._next = (s + 1) % SEQ_MOD
 
