@@ -25,7 +25,7 @@ from companion.audio.wav import load_wav
 from companion.config import Config
 from companion.engines import Engines
 from companion.events import EventHub, ReplyEvent, TranscriptEvent, TurnTimings
-from companion.link.ble import BleHeadsetLink, BleLinkOptions
+from companion.link.ble import BleLinkOptions
 from companion.protocol import codec_by_name
 from companion.session import Session
 from companion.tts.base import synthesize
@@ -98,7 +98,7 @@ def _format_turn(n: int, turn: DemoTurn) -> str:
 
 
 async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str], None]) -> list[DemoTurn]:
-    from companion.link.sim import sim_backends
+    from companion.link.sim import sim_link
     from firmware_sim import HeadsetConfig, RadioConfig, SimWorld
 
     engines = await Engines.load(config, progress)
@@ -110,16 +110,13 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
             scripted.append((path.name, await asyncio.to_thread(load_wav, path)))
 
         record_path = options.record or Path(tempfile.mkstemp(prefix="companion-demo-", suffix=".wav")[1])
-        scanner, client = sim_backends()
         radio = RadioConfig(loss=options.loss) if options.loss else RadioConfig()
         async with SimWorld() as world:
             headset = world.add_headset(HeadsetConfig(name="Companion Demo"), radio)
             link_options = BleLinkOptions(mic_codec=codec_by_name(options.codec) if options.codec else None)
             hub = EventHub()
             events = hub.subscriber()
-            async with BleHeadsetLink(
-                headset.address, backend=client, scanner_backend=scanner, options=link_options
-            ) as link:
+            async with sim_link(headset.address, link_options) as link:
                 info = link.info
                 progress(f"connected to virtual headset {headset.name} ({info.mic_codec}, MTU {info.mtu})")
                 session = Session(

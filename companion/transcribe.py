@@ -30,20 +30,17 @@ async def _load_stt(config: Config, progress: Callable[[str], None]):
 
 async def through_headset(pcm: np.ndarray, *, codec: str, loss: float) -> tuple[np.ndarray, dict[str, int]]:
     """What the service hears when ``pcm`` is spoken into a virtual headset and carried over BLE."""
-    from companion.link.ble import BleHeadsetLink, BleLinkOptions
-    from companion.link.sim import sim_backends
+    from companion.link.ble import BleLinkOptions
+    from companion.link.sim import sim_link
     from companion.protocol import codec_by_name
     from firmware_sim import HeadsetConfig, RadioConfig, SimWorld
 
-    scanner, client = sim_backends()
     mic_codec = codec_by_name(codec)
     heard: list[np.ndarray] = []
     async with SimWorld() as world:
         headset = world.add_headset(HeadsetConfig(name="Transcribe"), RadioConfig(loss=loss))
         options = BleLinkOptions(mic_codec=mic_codec, packet_budget_per_s=5000)
-        async with BleHeadsetLink(
-            headset.address, backend=client, scanner_backend=scanner, options=options
-        ) as link:
+        async with sim_link(headset.address, options) as link:
 
             async def collect() -> None:
                 async for chunk in link.audio():

@@ -30,8 +30,7 @@ from companion.audio.v2v import voice_to_voice
 from companion.config import load_config
 from companion.engines import Engines
 from companion.events import EventHub, TurnTimings
-from companion.link.ble import BleHeadsetLink
-from companion.link.sim import sim_backends
+from companion.link.sim import sim_link
 from companion.session import Session
 from companion.tts.base import synthesize
 
@@ -63,11 +62,10 @@ def pct(values: list[float], q: float) -> float | None:
 async def one_headset(world, engines, config, index: int, turns: int, pause_s: float, voices) -> dict:
     from firmware_sim import HeadsetConfig
 
-    scanner, client = sim_backends()
     hs = world.add_headset(HeadsetConfig(name=f"Bench {index}"))
     hub = EventHub()
     events = hub.subscriber()
-    async with BleHeadsetLink(hs.address, backend=client, scanner_backend=scanner) as link:
+    async with sim_link(hs.address) as link:
         session = Session(
             link,
             stt=engines.stt,

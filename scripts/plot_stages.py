@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Per-stage latency chart (PNG) from the JSON that scripts/bench_v2v.py prints.
 
-    .venv/bin/python scripts/bench_v2v.py --turns 18 --json > v2v.json
-    .venv/bin/python scripts/plot_stages.py v2v.json docs/latency_stages.png
+.venv/bin/python scripts/bench_v2v.py --turns 18 --json > v2v.json
+.venv/bin/python scripts/plot_stages.py v2v.json docs/latency_stages.png
 """
 
 from __future__ import annotations

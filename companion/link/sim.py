@@ -7,11 +7,15 @@ runs unchanged against virtual headsets, in this process or served by `python -m
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
 from .base import LinkError
+
+if TYPE_CHECKING:
+    from .ble import BleHeadsetLink, BleLinkOptions
 
 
 def _firmware_sim():
@@ -28,6 +32,14 @@ def sim_backends() -> tuple[type[BaseBleakScanner], type[BaseBleakClient]]:
     """(scanner, client) backend classes that talk to virtual headsets."""
     sim = _firmware_sim()
     return sim.SimScanner, sim.SimClient
+
+
+def sim_link(address: str, options: BleLinkOptions | None = None) -> BleHeadsetLink:
+    """The BLE link to a virtual headset: the real link code with the simulator's bleak backend."""
+    from .ble import BleHeadsetLink
+
+    scanner, client = sim_backends()
+    return BleHeadsetLink(address, backend=client, scanner_backend=scanner, options=options)
 
 
 def running_simulator_socket() -> Path | None:
