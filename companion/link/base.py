@@ -8,8 +8,10 @@ playback progress, connection changes) comes out of :meth:`HeadsetLink.events`.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -110,6 +112,15 @@ class HeadsetInfo:
     @property
     def has_aec(self) -> bool:
         return bool(self.capabilities and self.capabilities.has_aec)
+
+
+_T = TypeVar("_T")
+
+
+async def until_closed(queue: asyncio.Queue[_T | None]) -> AsyncIterator[_T]:
+    """Yield a link's queued items until the link puts ``None`` (closed)."""
+    while (item := await queue.get()) is not None:
+        yield item
 
 
 class HeadsetLink(abc.ABC):

@@ -68,6 +68,7 @@ from .base import (
     NotConnected,
     PlaybackReport,
     PlaybackStatus,
+    until_closed,
 )
 
 log = logging.getLogger(__name__)
@@ -439,17 +440,11 @@ class BleHeadsetLink(HeadsetLink):
         self._event_q.put_nowait(ButtonEvent(button, time.monotonic()))
 
     async def audio(self) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
-        while True:
-            item = await self._audio_q.get()
-            if item is None:
-                return
+        async for item in until_closed(self._audio_q):
             yield item
 
     async def events(self) -> AsyncIterator[LinkEvent]:  # type: ignore[override]
-        while True:
-            item = await self._event_q.get()
-            if item is None:
-                return
+        async for item in until_closed(self._event_q):
             yield item
 
     def counters(self) -> dict[str, int]:

@@ -69,6 +69,7 @@ from .base import (
     NotConnected,
     PlaybackReport,
     PlaybackStatus,
+    until_closed,
 )
 
 log = logging.getLogger(__name__)
@@ -566,17 +567,11 @@ class LocalAudioLink(HeadsetLink):
     async def audio(self) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
         if not self.options.capture:
             raise LinkError(f"local link {self.info.name} was opened without capture")
-        while True:
-            item = await self._audio_q.get()
-            if item is None:
-                return
+        async for item in until_closed(self._audio_q):
             yield item
 
     async def events(self) -> AsyncIterator[LinkEvent]:  # type: ignore[override]
-        while True:
-            item = await self._event_q.get()
-            if item is None:
-                return
+        async for item in until_closed(self._event_q):
             yield item
 
     def counters(self) -> dict[str, int]:
