@@ -2,8 +2,10 @@
 
 `SileroVAD` runs the Silero VAD v6 ONNX model that faster-whisper bundles, one 512-sample window at a
 time, carrying the 64-sample context and the LSTM state across calls, so a live stream of 20 ms frames
-gives the same probabilities as a whole-file run. `Endpointer` turns those probabilities into speech
-events with accurate audio-clock times (pre-roll, hysteresis, click rejection, pause hint, end of speech).
+gives the same probabilities as a whole-file run. A connected headset streams silence most of the day, so
+once the model has settled on a quiet stretch, quiet windows are run in batches of up to a second instead of
+one by one (see `SileroVAD`). `Endpointer` turns the probabilities into speech events with accurate
+audio-clock times (pre-roll, hysteresis, click rejection, pause hint, end of speech).
 """
 
 from __future__ import annotations
@@ -29,6 +31,22 @@ __all__ = [
 SAMPLE_RATE = 16000
 WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window the model sees in front of each window
+#: A window (with its context) whose peak is at most this (about -70 dBFS) is quiet: no speech is this soft.
+QUIET_PEAK = 10 / 32768
+#: Quiet windows the model must have scored below QUIET_PROB in a row before quiet windows are batched.
+SETTLE_WINDOWS = 64  # 2 s
+QUIET_PROB = 0.01
+#: Settled quiet windows are run in batches of this many (1 s), or sooner with the next loud window.
+BATCH_WINDOWS = 32
+
+
+_INT16_SCALE = np.float32(1 / 32768)
+
+
+def _rows(buf: np.ndarray, n: int) -> np.ndarray:
+    """The model inputs of `n` windows: overlapping (context + window) slices of `buf`, as one array."""
+    view = np.lib.stride_tricks.sliding_window_view(buf, CONTEXT + WINDOW)[: n * WINDOW : WINDOW]
+    return np.ascontiguousarray(view)
 
 
 class VADModelNotAvailable(RuntimeError):
@@ -68,22 +86,39 @@ class SileroVAD:
 
     The ONNX session is shared between instances; each instance carries its own recurrent state,
     context and partial-window buffer, so instances are independent streams. Not thread-safe.
+
+    Idle streams are cheap (``batch_quiet``, on by default). Each model call has a fixed cost on top of
+    its per-window work (Python and onnxruntime overhead, and caches gone cold between 32 ms windows), so
+    once the model has scored `SETTLE_WINDOWS` quiet windows (peak <= `QUIET_PEAK`) in a row below
+    `QUIET_PROB`, further quiet windows are queued and run `BATCH_WINDOWS` at a time, or in one call
+    with the next loud window, which therefore sees exactly the state a window-by-window run gives it:
+    every window still goes through the model, in order. (Skipping silence instead would not do: the
+    LSTM state keeps drifting through minutes of silence, and speech after it scores differently.)
+    A queued window is reported with the last computed probability (below `QUIET_PROB`, so no threshold
+    decision changes); a batch that scores any window at or above `QUIET_PROB` ends the settled
+    stretch, so the next windows run at once again. Loud windows, and the first 2 s of any quiet
+    stretch, always run at once.
     """
 
     window = WINDOW
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model_path: str | Path | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, *, batch_quiet: bool = True) -> None:
         self._session = _session(str(model_path or default_model_path()))
-        self._pending = np.zeros(0, dtype=np.float32)
+        self.batch_quiet = batch_quiet
+        self._queued: list[np.ndarray] = []  # settled quiet windows (model input rows) not yet run
+        self.windows_queued = 0  # quiet windows that were run later than they came (observability, tests)
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: zero state and context, drop buffered samples, restart the window count."""
         self._h = np.zeros((1, 1, 128), dtype=np.float32)
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
-        self._context = np.zeros(CONTEXT, dtype=np.float32)
-        self._pending = np.zeros(0, dtype=np.float32)
+        # The last window's final 64 samples (the next window's context), then samples not yet in a window.
+        self._tail = np.zeros(CONTEXT, dtype=np.float32)
+        self._queued = []
+        self._quiet_run = 0  # computed quiet windows in a row scored below QUIET_PROB
+        self._last_prob = 0.0
         self.windows_done = 0
 
     @property
@@ -96,23 +131,57 @@ class SileroVAD:
         pcm = np.asarray(pcm)
         if pcm.ndim != 1:
             raise ValueError(f"SileroVAD.process expects mono 1-D audio, got shape {pcm.shape}")
-        samples = pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else pcm.astype(np.float32)
-        buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
-        n = len(buf) // WINDOW
-        self._pending = buf[n * WINDOW :].copy()
+        samples = pcm * _INT16_SCALE if pcm.dtype == np.int16 else pcm.astype(np.float32, copy=False)
+        buf = np.concatenate((self._tail, samples))
+        n = (len(buf) - CONTEXT) // WINDOW
+        self._tail = buf[n * WINDOW :]
         if n == 0:
             return np.zeros(0, dtype=np.float32)
-        windows = buf[: n * WINDOW].reshape(n, WINDOW)
-        # Each row is the previous window's last 64 samples followed by the window, as in training.
-        contexts = np.empty((n, CONTEXT), dtype=np.float32)
-        contexts[0] = self._context
-        contexts[1:] = windows[:-1, -CONTEXT:]
-        batch = np.ascontiguousarray(np.concatenate([contexts, windows], axis=1))
-        # The v6 graph runs its LSTM across the batch axis, carrying h/c row to row.
-        probs, self._h, self._c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
-        self._context = windows[-1, -CONTEXT:].copy()
+        # Row k is the 64 samples before window k followed by the window, as in training.
+        rows = buf[None, : CONTEXT + WINDOW] if n == 1 else _rows(buf, n)
         self.windows_done += n
-        return np.asarray(probs, dtype=np.float32).reshape(n)
+        if not self.batch_quiet:
+            return self._run(rows)
+        quiet = np.abs(rows).max(axis=1) <= QUIET_PEAK
+        probs = np.empty(n, dtype=np.float32)
+        for i in range(n):
+            if not (quiet[i] and self._quiet_run >= SETTLE_WINDOWS):
+                probs[i:] = self._run(rows[i:])  # the queued windows first, then these, in one call
+                self._note(quiet[i:], probs[i:])
+                break
+            self._queued.append(rows[i])
+            probs[i] = self._last_prob
+            self.windows_queued += 1
+            if len(self._queued) >= BATCH_WINDOWS:
+                self._run_queue()
+        return probs
+
+    def _run(self, rows: np.ndarray) -> np.ndarray:
+        """Run the queued windows, then `rows`, in one model call; the probabilities of `rows`."""
+        queued = len(self._queued)
+        if queued:
+            rows = np.concatenate([np.stack(self._queued), rows])
+            self._queued = []
+        return self._infer(rows)[queued:]
+
+    def _run_queue(self) -> None:
+        rows = np.stack(self._queued)
+        self._queued = []
+        self._note(np.ones(len(rows), dtype=bool), self._infer(rows))
+
+    def _infer(self, rows: np.ndarray) -> np.ndarray:
+        # The v6 graph runs its LSTM across the batch axis, carrying h/c row to row.
+        probs, self._h, self._c = self._session.run(None, {"input": rows, "h": self._h, "c": self._c})
+        return np.asarray(probs, dtype=np.float32).reshape(len(rows))
+
+    def _note(self, quiet: np.ndarray, probs: np.ndarray) -> None:
+        """Track the run of quiet windows the model scored below QUIET_PROB, ending with these."""
+        settled = quiet & (probs < QUIET_PROB)
+        if settled.all():
+            self._quiet_run += len(settled)
+        else:
+            self._quiet_run = len(settled) - 1 - int(np.flatnonzero(~settled)[-1])
+        self._last_prob = float(probs[-1])
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -177,7 +246,8 @@ class _Ring:
         pos = (self.end + n - len(kept)) % self.capacity
         first = min(len(kept), self.capacity - pos)
         self.buf[pos : pos + first] = kept[:first]
-        self.buf[: len(kept) - first] = kept[first:]
+        if first < len(kept):  # wrapped around
+            self.buf[: len(kept) - first] = kept[first:]
         self.end += n
 
     @property
