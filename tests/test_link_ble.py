@@ -279,3 +279,21 @@ def test_missing_bluez_is_explained() -> None:
 
     message = describe_ble_error(FileNotFoundError(2, "No such file or directory"))
     assert "D-Bus" in message and "--sim" in message
+
+
+def test_rechunker_makes_20ms_frames_and_keeps_concealment_marks() -> None:
+    from companion.link.ble import _Rechunker
+
+    rng = np.random.default_rng(0)
+    rc = _Rechunker()
+    frame = rng.integers(-3000, 3000, 320).astype(np.int16)
+    (out,) = rc.push(frame, 16000, concealed=True)  # one decoded 20 ms frame passes straight through
+    assert np.array_equal(out[0], frame) and out[1] is True
+    # 10 ms frames pair up; a 20 ms output frame is concealed if any of its audio was.
+    halves = [rng.integers(-3000, 3000, 160).astype(np.int16) for _ in range(4)]
+    got = [f for i, h in enumerate(halves) for f in rc.push(h, 16000, concealed=i == 1)]
+    assert [c for _, c in got] == [True, False]
+    assert np.array_equal(np.concatenate([p for p, _ in got]), np.concatenate(halves))
+    # 8 kHz codecs come out resampled to 16 kHz, still in 320-sample frames.
+    out8 = [f for _ in range(10) for f in rc.push(np.zeros(160, np.int16), 8000, False)]
+    assert out8 and all(len(p) == 320 for p, _ in out8)

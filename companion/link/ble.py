@@ -136,6 +136,8 @@ class _Rechunker:
                 self._resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="int16")
                 self._rate = rate
             pcm = self._resampler.resample_chunk(pcm)
+        if not len(self._buf) and len(pcm) == FRAME_SAMPLES:
+            return [(pcm, concealed)]  # the usual case: one decoded 20 ms frame, passed on as it is
         self._buf = np.concatenate((self._buf, pcm))
         self._concealed |= concealed
         out = []
@@ -439,13 +441,11 @@ class BleHeadsetLink(HeadsetLink):
             return
         self._event_q.put_nowait(ButtonEvent(button, time.monotonic()))
 
-    async def audio(self) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
-        async for item in until_closed(self._audio_q):
-            yield item
+    def audio(self) -> AsyncIterator[AudioChunk]:
+        return until_closed(self._audio_q)
 
-    async def events(self) -> AsyncIterator[LinkEvent]:  # type: ignore[override]
-        async for item in until_closed(self._event_q):
-            yield item
+    def events(self) -> AsyncIterator[LinkEvent]:
+        return until_closed(self._event_q)
 
     def counters(self) -> dict[str, int]:
         total = LinkCounters()
