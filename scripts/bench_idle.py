@@ -32,7 +32,7 @@ def wait_for(predicate, seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def one_run(seconds: float) -> dict[str, float]:
+def one_run(seconds: float, noise: float) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="companion-idle-"))
     (tmp / "config.toml").touch()
     env = {
@@ -43,7 +43,9 @@ def one_run(seconds: float) -> dict[str, float]:
         "COMPANION_CONFIG": str(tmp / "config.toml"),
     }
     sim = subprocess.Popen(
-        [sys.executable, "-m", "firmware_sim", "--name", "Idle"], env=env, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "firmware_sim", "--name", "Idle", "--noise", str(noise)],
+        env=env,
+        stderr=subprocess.DEVNULL,
     )
     service = None
     try:
@@ -59,14 +61,20 @@ def one_run(seconds: float) -> dict[str, float]:
                 break
         time.sleep(2.0)  # settle
         proc = psutil.Process(service.pid)
-        proc.cpu_percent(None)
+        cpu0, t0 = proc.cpu_times(), time.monotonic()
         rss = []
-        t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
+        while time.monotonic() < t0 + seconds:
             time.sleep(1.0)
             rss.append(proc.memory_info().rss / 2**20)
-        cpu = proc.cpu_percent(None)
-        return {"cpu_percent_of_one_core": round(cpu, 2), "rss_mb": round(max(rss), 1)}
+        cpu1, wall = proc.cpu_times(), time.monotonic() - t0
+        user, system = cpu1.user - cpu0.user, cpu1.system - cpu0.system
+        return {
+            # CPU time of all the service's threads over wall time (psutil's cpu_percent, unrounded)
+            "cpu_percent_of_one_core": round(100 * (user + system) / wall, 2),
+            "cpu_user_percent": round(100 * user / wall, 2),
+            "cpu_system_percent": round(100 * system / wall, 2),
+            "rss_mb": round(max(rss), 1),
+        }
     finally:
         if service is not None:
             service.send_signal(signal.SIGTERM)
@@ -79,9 +87,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="mic self-noise RMS in int16 units (default 0: digital silence; 30 is about -61 dBFS)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    runs = [one_run(args.seconds) for _ in range(args.runs)]
+    runs = [one_run(args.seconds, args.noise) for _ in range(args.runs)]
     cpu = [r["cpu_percent_of_one_core"] for r in runs]
     rss = [r["rss_mb"] for r in runs]
     result = {
