@@ -143,9 +143,14 @@ class HeadsetOutput(BaseOutputTransport):
             yield pcm
 
     async def _end_reply(self) -> None:
-        reply, self._reply, self._queue = self._reply, None, None
+        reply, queue = self._reply, self._queue
+        self._reply = self._queue = None
         if reply is not None:
             await self.cancel_task(reply)
+        # Pipecat keeps its audio task running through an interruption, so a write may be waiting for room
+        # in this queue: free it, or it would wait for good and the transport would be written off.
+        while queue is not None and not queue.empty():
+            queue.get_nowait()
 
 
 class HeadsetTransport(BaseTransport):
