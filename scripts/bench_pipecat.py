@@ -45,7 +45,11 @@ from companion.link.base import SAMPLE_RATE  # noqa: E402
 
 SYSTEMS = ("companion", "pipecat")
 # Questions with a hesitation in the middle: the first part alone is not the end of the turn.
-HESITANT = (("Set a timer for", "ten minutes."), ("What's the date", "today?"))
+HESITANT = (
+    ("Set a timer for", "ten minutes."),
+    ("What is the", "date today?"),
+    ("Turn the volume", "up a bit."),  # "turn the volume" alone reads like a whole command
+)
 HESITATION_S = 0.5
 SPEECH_DIR = ROOT.parent / "shared" / "speech"
 REPLY_TIMEOUT_S = 20.0
