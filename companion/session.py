@@ -198,7 +198,7 @@ class Session:
     # -- running -----------------------------------------------------------------------------------
     async def run(self) -> None:
         """Serve the headset until cancelled."""
-        self._detector = TurnDetector.from_config(self.stt, self.config.turn)
+        self._detector = TurnDetector.from_config(self.stt, self.config.turn, recognised=self._recognised)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._pump_audio(), name=f"audio-{self.device}")
@@ -315,6 +315,10 @@ class Session:
         prepared, self._prepared = self._prepared, None
         marks.speculative = prepared is not None and prepared.user_text == text
         self._reply_task = self._spawn(self._reply(text, prepared, marks, self.turns), "reply")
+
+    def _recognised(self, text: str) -> bool:
+        """Whether the skills understand `text` outright; the turn detector holds short unknown ones."""
+        return self.skills.match(text) is not None
 
     async def _speculate(self, text: str) -> None:
         """Prepare the reply to a transcript that may still be extended."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from companion.audio.vad import Endpointer, SpeechStarted
+from companion.llm.skills import SkillsResponder
+from companion.llm.timers import Timers
 from companion.stt.text import looks_complete, normalize
 from companion.stt.turn import Hypothesis, Turn, TurnDetector
 from companion.stt.whisper import WhisperSTT
@@ -57,9 +60,39 @@ async def collect(detector: TurnDetector, pcm: np.ndarray) -> list:
     return events
 
 
-def make_detector(stt: WhisperSTT, fallback_ms: float = 1200) -> TurnDetector:
+def make_detector(stt: WhisperSTT, fallback_ms: float = 1200, **kwargs) -> TurnDetector:
     ep = Endpointer(speculate_ms=120, end_silence_ms=250, pre_roll_ms=300, tail_ms=100)
-    return TurnDetector(stt, ep, fallback_ms=fallback_ms)
+    return TurnDetector(stt, ep, fallback_ms=fallback_ms, **kwargs)
+
+
+class _Context:
+    """Just enough of a session for the skills to match (matching has no side effects)."""
+
+    timers: Timers
+
+    def battery_percent(self) -> int | None:
+        return 80
+
+    def set_volume(self, percent: int) -> None:
+        raise AssertionError("matching must not change the volume")
+
+    def volume(self) -> int:
+        return 50
+
+    def stop_speaking(self) -> None:
+        raise AssertionError("matching must not stop anything")
+
+    def last_reply(self) -> str | None:
+        return None
+
+    def now(self) -> datetime:
+        return datetime(2026, 11, 28, 15, 0)
+
+
+def skills_detector(stt: WhisperSTT, unsure_ms: float = 700) -> TurnDetector:
+    """A detector that holds short transcripts the real skills do not recognise, as the session's does."""
+    skills = SkillsResponder(_Context())  # type: ignore[arg-type]
+    return make_detector(stt, unsure_ms=unsure_ms, recognised=lambda text: skills.match(text) is not None)
 
 
 # --- completeness heuristic (pure) -----------------------------------------------------------------
@@ -157,6 +190,59 @@ async def test_fragment_then_silence_ends_at_the_fallback(whisper_stt, synth_spe
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("first", "rest", "whole"),
+    [
+        ("What is the", "date today?", "what is the date today"),  # heard alone as "What is that?"
+        ("Turn the volume", "up a bit.", "turn the volume up a bit"),  # reads like a whole command
+    ],
+)
+async def test_hesitation_that_reads_complete_is_one_turn(whisper_stt, synth_speech, first, rest, whole):
+    a, b = trimmed(synth_speech(first)), trimmed(synth_speech(rest))
+    audio = np.concatenate([silence(0.4), a, silence(0.5), b, silence(1.2)])
+    events = await collect(skills_detector(whisper_stt), audio)
+
+    turns = [e for e in events if isinstance(e, Turn)]
+    assert len(turns) == 1, events
+    turn = turns[0]
+    # One turn holding both halves (Whisper may mishear a word: "what is that take today").
+    assert len(turn.audio) >= len(a) + len(b)
+    words = normalize(turn.text).split()
+    assert words[0] == whole.split()[0] and words[-1] == whole.split()[-1], turn.text
+    assert turn.reason in ("complete", "held")
+    hypotheses = [normalize(e.text) for e in events if isinstance(e, Hypothesis)]
+    assert any(h.split()[-1] != words[-1] for h in hypotheses), events  # the first half on its own
+
+
+@pytest.mark.slow
+async def test_short_unrecognised_transcript_is_held_then_answered(whisper_stt, synth_speech):
+    speech = trimmed(synth_speech("Turn the volume."))
+    audio = np.concatenate([silence(0.3), speech, silence(1.2)])
+    events = await collect(skills_detector(whisper_stt, unsure_ms=700), audio)
+
+    turns = [e for e in events if isinstance(e, Turn)]
+    assert len(turns) == 1, events
+    turn = turns[0]
+    assert normalize(turn.text) == "turn the volume"
+    assert turn.reason == "held"
+    assert turn.t_end_of_turn - turn.t_end_of_speech == pytest.approx(0.7, abs=0.05)
+
+
+@pytest.mark.slow
+async def test_recognised_command_and_long_sentences_are_not_held(whisper_stt, synth_speech):
+    command = trimmed(synth_speech("What time is it?"))
+    sentence = trimmed(synth_speech("The old library closes early on Sundays in winter."))
+    audio = np.concatenate([silence(0.3), command, silence(1.2), sentence, silence(1.2)])
+    events = await collect(skills_detector(whisper_stt), audio)
+
+    turns = [e for e in events if isinstance(e, Turn)]
+    assert len(turns) == 2, events
+    assert normalize(turns[0].text) == "what time is it", events
+    assert all(t.reason == "complete" for t in turns), turns
+    assert all(t.t_end_of_turn - t.t_end_of_speech < 0.6 for t in turns), turns
+
+
+@pytest.mark.slow
 async def test_end_turn_closes_an_open_utterance(whisper_stt, synth_speech):
     speech = trimmed(synth_speech("What time is it?"))
     detector = make_detector(whisper_stt)
@@ -211,11 +297,22 @@ async def test_stt_failure_surfaces_in_events(synth_speech):
 async def test_from_config_checks_the_settings():
     stt = WhisperSTT()
     cfg = SimpleNamespace(
-        end_silence_ms=220, speculate_ms=100, fallback_ms=1200, preroll_ms=300, max_utterance_s=30
+        end_silence_ms=220,
+        speculate_ms=100,
+        fallback_ms=1200,
+        unsure_ms=700,
+        preroll_ms=300,
+        max_utterance_s=30,
     )
     detector = TurnDetector.from_config(stt, cfg)
-    assert detector.fallback_s == 1.2 and detector.endpointer.end_silence_ms == 220
+    assert (
+        detector.fallback_s == 1.2 and detector.unsure_s == 0.7 and detector.endpointer.end_silence_ms == 220
+    )
     await detector.aclose()
+    assert TurnDetector.from_config(stt, SimpleNamespace(**{**vars(cfg), "unsure_ms": 0})).unsure_s == 0
+    for bad in (100, 1500):
+        with pytest.raises(ValueError, match="unsure_ms"):
+            TurnDetector.from_config(stt, SimpleNamespace(**{**vars(cfg), "unsure_ms": bad}))
     with pytest.raises(ValueError, match="speculate_ms"):
         TurnDetector.from_config(stt, SimpleNamespace(**{**vars(cfg), "speculate_ms": 400}))
     with pytest.raises(ValueError, match="fallback_ms"):

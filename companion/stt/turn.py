@@ -6,6 +6,11 @@ reads as a complete utterance the turn ends at once; if it reads as a fragment (
 the detector keeps listening, up to `fallback_ms` of silence, and a resumed sentence joins the same
 turn. Speech that resumes makes the speculative result stale; it is dropped.
 
+A hesitation can also cut a sentence where Whisper hears a whole one: "what is the ... date today?"
+transcribes as "What is that?", "turn the volume ... up" as "Turn the volume." Given a `recognised`
+check (the session passes its skills' matcher), a short transcript that nothing recognises is held
+for `unsure_ms` of silence before the turn ends; a recognised command still ends at once.
+
 All times are seconds on the audio clock of the frames given to `feed`. Between frames the clock is
 extrapolated with the wall clock, which is exact for a live stream.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -26,9 +31,13 @@ from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechRes
 from companion.stt.text import looks_complete
 from companion.stt.whisper import Transcript, WhisperSTT
 
-__all__ = ["Hypothesis", "Turn", "TurnDetector", "TurnEvent"]
+__all__ = ["UNSURE_MAX_WORDS", "Hypothesis", "Turn", "TurnDetector", "TurnEvent"]
 
 log = logging.getLogger(__name__)
+
+# Transcripts up to this many words that `recognised` rejects wait `unsure_ms`: hesitation fragments
+# that read complete are short ("what is that", "turn the volume"); long sentences are not held.
+UNSURE_MAX_WORDS = 5
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,9 @@ class Turn:
     `audio` runs from the pre-roll before the first word to a short tail after the last;
     `t_end_of_turn` is when the turn was decided, `t_stt_done` when its transcript was ready (often
     before the end of the turn: it was made speculatively at the pause); `stt_ms` is the
-    transcription's own duration. `reason`: "complete", "fallback" (a fragment, then `fallback_ms`
-    of silence) or "forced" (`end_turn()`, or the utterance reached its maximum length).
+    transcription's own duration. `reason`: "complete", "held" (short and unrecognised, then
+    `unsure_ms` of silence), "fallback" (a fragment, then `fallback_ms` of silence) or "forced"
+    (`end_turn()`, or the utterance reached its maximum length).
     """
 
     text: str
@@ -78,11 +88,17 @@ class _Job:
 
 @dataclass(eq=False)
 class _Ending:
-    """The endpointer said the speech ended; waiting for the transcript, or for a fragment's fallback."""
+    """The endpointer said the speech ended; waiting for the transcript, or for more speech.
+
+    `wait_s`: the silence after which the turn ends anyway (`fallback_ms` for a fragment, `unsure_ms`
+    for a held transcript); `reason` is the Turn's reason when it does.
+    """
 
     job: _Job
     t_decided: float
     forced: bool
+    wait_s: float = 0.0
+    reason: str = "fallback"
 
 
 @dataclass(frozen=True)
@@ -102,9 +118,11 @@ class TurnDetector:
     """
 
     @classmethod
-    def from_config(cls, stt: WhisperSTT, turn: Any) -> TurnDetector:
+    def from_config(
+        cls, stt: WhisperSTT, turn: Any, *, recognised: Callable[[str], bool] | None = None
+    ) -> TurnDetector:
         """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
-        preroll_ms, max_utterance_s)."""
+        unsure_ms, preroll_ms, max_utterance_s)."""
         if turn.speculate_ms > turn.end_silence_ms:
             raise ValueError(
                 f"turn.speculate_ms ({turn.speculate_ms}) must not exceed turn.end_silence_ms "
@@ -118,17 +136,36 @@ class TurnDetector:
             max_utterance_s=turn.max_utterance_s,
             history_s=max(60.0, 2 * turn.max_utterance_s),
         )
-        return cls(stt, endpointer, fallback_ms=turn.fallback_ms)
+        return cls(
+            stt, endpointer, fallback_ms=turn.fallback_ms, unsure_ms=turn.unsure_ms, recognised=recognised
+        )
 
-    def __init__(self, stt: WhisperSTT, endpointer: Endpointer, *, fallback_ms: float = 1200) -> None:
+    def __init__(
+        self,
+        stt: WhisperSTT,
+        endpointer: Endpointer,
+        *,
+        fallback_ms: float = 1200,
+        unsure_ms: float = 0,
+        recognised: Callable[[str], bool] | None = None,
+    ) -> None:
+        """`recognised(text)` says whether a transcript is one the assistant understands outright (a
+        skill command); with `unsure_ms` > 0, short transcripts it rejects wait that much silence."""
         if fallback_ms < endpointer.end_silence_ms:
             raise ValueError(
                 f"fallback_ms ({fallback_ms}) must be >= the endpointer's end_silence_ms "
                 f"({endpointer.end_silence_ms})"
             )
+        if unsure_ms and not endpointer.end_silence_ms <= unsure_ms <= fallback_ms:
+            raise ValueError(
+                f"unsure_ms ({unsure_ms}) must be 0 (off) or between end_silence_ms "
+                f"({endpointer.end_silence_ms}) and fallback_ms ({fallback_ms})"
+            )
         self.stt = stt
         self.endpointer = endpointer
         self.fallback_s = fallback_ms / 1000
+        self.unsure_s = unsure_ms / 1000
+        self.recognised = recognised
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn_start: int | None = None
@@ -237,22 +274,37 @@ class TurnDetector:
         if ending.forced:
             self._finish(ending, t, "forced")
         elif looks_complete(result.text):
-            self._finish(ending, t, "complete")
+            if self._unsure(result.text):
+                log.debug("%r: short and unrecognised, held for more speech", result.text)
+                self._wait(ending, self.unsure_s, "held")
+            else:
+                self._finish(ending, t, "complete")
         elif not result.text:
             log.debug("speech without words (noise?): no turn")
             self._reset()
-        else:  # a fragment: offer it, then wait for more speech or for the fallback silence
-            if not ending.job.offered:
-                ending.job.offered = True
-                self._emit(Hypothesis(result.text, ending.job.t_end_of_speech))
-            self._check_fallback()
+        else:
+            self._wait(ending, self.fallback_s, "fallback")
+
+    def _unsure(self, text: str) -> bool:
+        """Whether a complete-looking transcript may still be a hesitation's first half."""
+        if not self.unsure_s or self.recognised is None or len(text.split()) > UNSURE_MAX_WORDS:
+            return False
+        return not self.recognised(text)
+
+    def _wait(self, ending: _Ending, wait_s: float, reason: str) -> None:
+        """Offer the transcript, then wait for more speech or for `wait_s` of silence."""
+        ending.wait_s, ending.reason = wait_s, reason
+        if not ending.job.offered:
+            ending.job.offered = True
+            self._emit(Hypothesis(ending.job.result.text, ending.job.t_end_of_speech))  # type: ignore[union-attr]
+        self._check_fallback()
 
     def _check_fallback(self) -> None:
         ending = self._ending
-        if ending is None or ending.job.result is None:
+        if ending is None or ending.job.result is None or not ending.wait_s:
             return
-        if self.endpointer.now - ending.job.t_end_of_speech >= self.fallback_s:
-            self._finish(ending, max(self.endpointer.now, ending.job.t_done), "fallback")
+        if self.endpointer.now - ending.job.t_end_of_speech >= ending.wait_s:
+            self._finish(ending, max(self.endpointer.now, ending.job.t_done), ending.reason)
 
     def _finish(self, ending: _Ending, t_end_of_turn: float, reason: str) -> None:
         job = ending.job
