@@ -11,6 +11,7 @@ headsets' conversation recordings, from the end of the wearer's speech (left) to
 human read speech from ../shared/speech (answered by the responder's fallback sentence).
 
     .venv/bin/python scripts/bench_pipecat.py --rounds 3 [--recordings DIR] [--json]
+    COMPANION_TURN__UNSURE_MS=0 .venv/bin/python scripts/bench_pipecat.py --only companion  # a config change
 
 Needs the pipecat extra: .venv/bin/pip install -e '.[pipecat]'.
 """
@@ -311,7 +312,7 @@ def run_round(system: str, utterance_file: Path, args, round_no: int) -> dict:
 
 def summarise(rounds: list[dict]) -> dict:
     out: dict = {}
-    for system in SYSTEMS:
+    for system in (s for s in SYSTEMS if s in rounds[0]):
         runs = [r[system] for r in rounds]
         turns = [t for r in runs for t in r["turns"]]
         on_time = [t["latency_ms"] for t in turns if t["latency_ms"] is not None and not t["answered_early"]]
@@ -344,6 +345,8 @@ def summarise(rounds: list[dict]) -> dict:
             "segments_match": all(r["segments_match"] for r in runs),
             "intents": [r["intents"] for r in runs],
         }
+    if len(out) < len(SYSTEMS):
+        return out
     c, p = out["companion"]["voice_to_voice_ms"], out["pipecat"]["voice_to_voice_ms"]
     out["ratio_pipecat_over_companion"] = {
         "p50": round(p["p50"] / c["p50"], 2) if c["p50"] and p["p50"] else None,
@@ -358,7 +361,8 @@ def print_table(summary: dict, rounds: int) -> None:
         f"{'':<12}{'p50':>8}{'p95':>8}{'n':>5}{'early':>7}{'none':>6}{'question':>10}{'hesitant':>10}"
         f"{'human':>8}{'CPU %':>7}{'RSS MB':>8}"
     )
-    for system in SYSTEMS:
+    systems = [s for s in SYSTEMS if s in summary]
+    for system in systems:
         s = summary[system]
         v, k = s["voice_to_voice_ms"], s["by_kind_p50_ms"]
 
@@ -370,9 +374,9 @@ def print_table(summary: dict, rounds: int) -> None:
             f"{f(k['question']['p50']):>10}{f(k['hesitant']['p50']):>10}{f(k['human']['p50']):>8}"
             f"{s['cpu_percent_of_one_core']:>7}{s['rss_mb_max']:>8}"
         )
-    r = summary["ratio_pipecat_over_companion"]
-    print(f"ratio pipecat / companion: p50 {r['p50']}x, p95 {r['p95']}x")
-    for system in SYSTEMS:
+    if r := summary.get("ratio_pipecat_over_companion"):
+        print(f"ratio pipecat / companion: p50 {r['p50']}x, p95 {r['p95']}x")
+    for system in systems:
         print(
             f"{system} stages after the end of speech (p50 ms): "
             + ", ".join(f"{k} {v['p50']:.0f}" for k, v in summary[system]["stages_ms"].items() if v["p50"])
@@ -386,6 +390,7 @@ def main() -> None:
     p.add_argument("--pause", type=float, default=1.0, help="seconds between a reply and the next utterance")
     p.add_argument("--recordings", help="keep each round's stereo conversation recording in this folder")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
+    p.add_argument("--only", choices=SYSTEMS, help="run one system (e.g. to compare configurations)")
     p.add_argument("--system", choices=SYSTEMS, help=argparse.SUPPRESS)  # one round in this process
     p.add_argument("--utterances", help=argparse.SUPPRESS)
     p.add_argument("--recording", help=argparse.SUPPRESS)
@@ -399,7 +404,8 @@ def main() -> None:
         return
 
     try:
-        import pipecat  # noqa: F401
+        if args.only != "companion":
+            import pipecat  # noqa: F401
     except ImportError:
         raise SystemExit("Pipecat is not installed: .venv/bin/pip install -e '.[pipecat]'") from None
     if args.recordings:
@@ -412,7 +418,7 @@ def main() -> None:
         )
         rounds = []
         for n in range(args.rounds):
-            order = SYSTEMS if n % 2 == 0 else SYSTEMS[::-1]
+            order = (args.only,) if args.only else SYSTEMS if n % 2 == 0 else SYSTEMS[::-1]
             result = {}
             for system in order:
                 print(f"round {n + 1}/{args.rounds}: {system} ...", file=sys.stderr)

@@ -7,6 +7,4 @@ fixtures in its own module there, so they can be added without touching this fil
 from pathlib import Path
 
 _FIXTURES = Path(__file__).parent / "fixtures"
-pytest_plugins = sorted(
-    f"tests.fixtures.{p.stem}" for p in _FIXTURES.glob("*.py") if p.stem != "__init__"
-)
+pytest_plugins = sorted(f"tests.fixtures.{p.stem}" for p in _FIXTURES.glob("*.py") if p.stem != "__init__")
