@@ -39,7 +39,7 @@ class TurnConfig(_Section):
     speculate_ms: int = Field(60, ge=40, le=1000)
     fallback_ms: int = Field(1200, ge=200, le=10000)
     # Short transcripts the skills do not recognise wait this much silence (0: off): see stt/turn.py.
-    unsure_ms: int = Field(700, ge=0, le=10000)
+    unsure_ms: int = Field(1000, ge=0, le=10000)
     preroll_ms: int = Field(300, ge=0, le=2000)
     max_utterance_s: float = Field(30.0, gt=1, le=120)
 

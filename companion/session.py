@@ -318,7 +318,8 @@ class Session:
 
     def _recognised(self, text: str) -> bool:
         """Whether the skills understand `text` outright; the turn detector holds short unknown ones."""
-        return self.skills.match(text) is not None
+        reply = self.skills.match(text)
+        return reply is not None and not reply.incomplete
 
     async def _speculate(self, text: str) -> None:
         """Prepare the reply to a transcript that may still be extended."""

@@ -402,6 +402,11 @@ async def test_timer_limits_and_missing_duration(skills: SkillsResponder, sessio
     assert "How long" in run(skills.match("set a timer for the pasta")).text
     assert "remind me in ten minutes" in run(skills.match("remind me to call mom")).text
     assert session.timers.list() == []
+    # A command missing its duration is incomplete: the turn detector waits in case the wearer goes on.
+    for text in ("set a timer", "Set a timer for it.", "remind me to call mom"):
+        assert skills.match(text).incomplete, text
+    for text in ("set a timer for 5 minutes", "set a timer for 25 hours", "what time is it"):
+        assert not skills.match(text).incomplete, text
 
 
 async def test_timers_object_owns_and_cancels_its_tasks() -> None:

@@ -89,10 +89,15 @@ class _Context:
         return datetime(2026, 11, 28, 15, 0)
 
 
-def skills_detector(stt: WhisperSTT, unsure_ms: float = 700) -> TurnDetector:
+def skills_detector(stt: WhisperSTT, unsure_ms: float = 1000) -> TurnDetector:
     """A detector that holds short transcripts the real skills do not recognise, as the session's does."""
     skills = SkillsResponder(_Context())  # type: ignore[arg-type]
-    return make_detector(stt, unsure_ms=unsure_ms, recognised=lambda text: skills.match(text) is not None)
+
+    def recognised(text: str) -> bool:
+        reply = skills.match(text)
+        return reply is not None and not reply.incomplete
+
+    return make_detector(stt, unsure_ms=unsure_ms, recognised=recognised)
 
 
 # --- completeness heuristic (pure) -----------------------------------------------------------------
@@ -195,11 +200,12 @@ async def test_fragment_then_silence_ends_at_the_fallback(whisper_stt, synth_spe
     [
         ("What is the", "date today?", "what is the date today"),  # heard alone as "What is that?"
         ("Turn the volume", "up a bit.", "turn the volume up a bit"),  # reads like a whole command
+        ("Set a timer for", "ten minutes.", "set a timer for ten minutes"),  # may be heard as "...for it."
     ],
 )
 async def test_hesitation_that_reads_complete_is_one_turn(whisper_stt, synth_speech, first, rest, whole):
     a, b = trimmed(synth_speech(first)), trimmed(synth_speech(rest))
-    audio = np.concatenate([silence(0.4), a, silence(0.5), b, silence(1.2)])
+    audio = np.concatenate([silence(0.4), a, silence(0.75), b, silence(1.5)])  # a 0.75 s hesitation
     events = await collect(skills_detector(whisper_stt), audio)
 
     turns = [e for e in events if isinstance(e, Turn)]

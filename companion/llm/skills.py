@@ -51,11 +51,16 @@ class SkillContext(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SkillReply:
-    """A skill's answer: the words to speak (may be empty), the intent, and the side effect to run."""
+    """A skill's answer: the words to speak (may be empty), the intent, and the side effect to run.
+
+    `incomplete`: the command lacks a detail and the reply asks for it ("set a timer" - how long?); the
+    wearer may still be saying it, so the turn detector does not treat it as a clear end.
+    """
 
     text: str
     intent: str
     action: Callable[[], None] | None = None
+    incomplete: bool = False
 
 
 # --------------------------------------------------------------------------- text normalisation
@@ -498,7 +503,9 @@ class SkillsResponder:
             return SkillReply(f"{what} set for {spoken}.", "timer.set", action)
         if _TIMER_SET_BARE.match(t) or t.startswith(("set a timer", "start a timer")):
             return SkillReply(
-                "How long should the timer be? Say, for example, set a timer for five minutes.", "timer.set"
+                "How long should the timer be? Say, for example, set a timer for five minutes.",
+                "timer.set",
+                incomplete=True,
             )
         return None
 
@@ -524,6 +531,7 @@ class SkillsResponder:
                 "I can set reminders for a time from now. "
                 "Say, for example, remind me in ten minutes to call mom.",
                 "reminder.set",
+                incomplete=True,
             )
         return None
 
