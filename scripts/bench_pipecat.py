@@ -7,8 +7,8 @@ docs build a local voice agent (Silero VAD, Smart Turn v3, faster-whisper tiny.e
 companion's offline skills as an instant responder; see scripts/pipecat_headset.py). Both hear the wearer over
 the same simulated BLE link and play on the same kind of headset. Voice-to-voice latency is read off the
 headsets' conversation recordings, from the end of the wearer's speech (left) to the first reply audio
-(right). The utterances: short questions the skills answer, two with a hesitation in the middle, and real
-human read speech from ../shared/speech (answered by the responder's fallback sentence).
+(right). The utterances: six short questions the skills answer, three with a 0.5 s hesitation in the middle,
+and real human read speech from ../shared/speech (answered by the responder's fallback sentence).
 
     .venv/bin/python scripts/bench_pipecat.py --rounds 3 [--recordings DIR] [--json]
     COMPANION_TURN__UNSURE_MS=0 .venv/bin/python scripts/bench_pipecat.py --only companion  # a config change
