@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from companion.audio.v2v import voice_to_voice
 from companion.config import load_config
 from companion.engines import Engines
-from companion.events import EventHub, TurnTimings
+from companion.events import EventHub, TranscriptEvent, TurnTimings
 from companion.link.sim import sim_link
 from companion.session import Session
 from companion.tts.base import synthesize
@@ -78,14 +78,18 @@ async def one_headset(world, engines, config, index: int, turns: int, pause_s: f
         task = asyncio.create_task(session.run())
         recording = hs.start_recording()
         timings: list[TurnTimings] = []
+        heard: list[list[str]] = []  # the transcripts of each question (more than one if it was split)
         try:
             await asyncio.sleep(0.5 + 0.37 * index)  # stagger the headsets a little, as people are
             for n in range(turns):
                 await hs.mic.say(voices[n % len(voices)])
+                heard.append([])
                 async with asyncio.timeout(60):
                     while True:
                         event = await events.get()
-                        if isinstance(event, TurnTimings):
+                        if isinstance(event, TranscriptEvent):
+                            heard[-1].append(event.text)
+                        elif isinstance(event, TurnTimings):
                             timings.append(event)
                             break
                 await asyncio.sleep(pause_s)
@@ -95,7 +99,20 @@ async def one_headset(world, engines, config, index: int, turns: int, pause_s: f
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     measured = voice_to_voice(recording.left, recording.right)
-    return {"timings": timings, "v2v": measured, "counters": link.counters()}
+    per_turn = []
+    for n, (texts, t) in enumerate(zip(heard, timings, strict=False)):
+        m = measured[n] if n < len(measured) else None  # the recording's n-th utterance
+        per_turn.append(
+            {
+                "said": QUESTIONS[n % len(QUESTIONS)],
+                "heard": " | ".join(texts),
+                "latency_ms": m.latency_ms if m else None,
+                "answered_early": bool(m.answered_early) if m else None,
+                "end_of_turn_ms": t.end_of_turn_ms,
+                "speculative": t.speculative,
+            }
+        )
+    return {"timings": timings, "v2v": measured, "counters": link.counters(), "per_turn": per_turn}
 
 
 async def run(args) -> dict:
@@ -167,6 +184,7 @@ async def run(args) -> dict:
         },
         "wall_s": round(wall, 1),
         "packets_lost": sum(r["counters"]["packets_lost"] for r in results),
+        "per_turn": [dict(t, headset=i) for i, r in enumerate(results) for t in r["per_turn"]],
     }
 
 
