@@ -95,6 +95,21 @@ def test_long_first_sentence_is_cut_at_a_clause_boundary():
     assert " ".join(chunks) == text
 
 
+@pytest.mark.parametrize("split", [by_char, lambda text, **o: chunk_all([text], **o)])
+def test_a_complete_first_sentence_over_the_first_limit_is_cut_too(split):
+    """The first audio waits for the whole first chunk: a long first sentence goes out clause by clause."""
+    text = "Today is Saturday, November 28th, 2026. Later sentences, however long, stay whole."
+    assert split(text, first_max_chars=30) == [
+        "Today is Saturday,",
+        "November 28th, 2026.",
+        "Later sentences, however long, stay whole.",
+    ]
+    # within the limit, or with no clause boundary to cut at: the sentence stays whole
+    assert split("Yes, it is. Fine.", first_max_chars=30) == ["Yes, it is.", "Fine."]
+    text = "The headset battery is at eighty percent right now."
+    assert split(text, first_max_chars=30) == [text]
+
+
 def test_clause_cut_prefers_the_last_boundary_within_the_limit():
     text = "Yes, the museum opens at nine, the café at ten, and the garden at noon on most days of the week"
     chunks = by_char(text, first_max_chars=50, max_chars=100)

@@ -40,15 +40,18 @@ def _is_abbreviation(text: str, dot: int) -> bool:
 class SentenceChunker:
     """Accumulates streamed text and hands out complete, speakable chunks.
 
-    `first_max_chars` / `max_chars`: once the pending text of the first / a later chunk is longer than
-    this without a sentence end, cut it at the last clause boundary (the first one arriving, if none
-    falls within the limit). `hard_max_chars`: with no clause boundary either, cut at the last space.
+    `max_chars`: once the pending text of a chunk is longer than this without a sentence end, cut it at
+    the last clause boundary (the first one arriving, if none falls within the limit). `hard_max_chars`:
+    with no clause boundary either, cut at the last space. `first_max_chars` is the same limit for the
+    reply's first chunk, and it applies to a complete first sentence too: the first audio waits for the
+    whole first chunk to be synthesised, so "Today is Saturday, November 28th, 2026." goes out as "Today
+    is Saturday," first (piper: ~120 ms instead of ~400 ms on a 2-core CPU).
     """
 
     def __init__(
         self,
         max_chars: int = 150,
-        first_max_chars: int = 60,
+        first_max_chars: int = 30,
         hard_max_chars: int | None = None,
         *,
         strip_markdown: bool = True,
@@ -95,7 +98,10 @@ class SentenceChunker:
         return self._buf
 
     def _find_cut(self) -> int | None:
-        return self._sentence_end() or self._long_sentence_cut()
+        end = self._sentence_end()
+        if end is not None and (self._emitted or len(self._buf[:end].strip()) <= self.first_max_chars):
+            return end
+        return self._long_sentence_cut(end) or end
 
     def _sentence_end(self) -> int | None:
         buf = self._buf
@@ -107,8 +113,10 @@ class SentenceChunker:
             return m.end()
         return None
 
-    def _long_sentence_cut(self) -> int | None:
-        buf = self._buf
+    def _long_sentence_cut(self, end: int | None = None) -> int | None:
+        """A clause (or, failing that, word) boundary in an overlong chunk; only before `end`, a sentence
+        end, when there is one (and no word-boundary cut then: the sentence end will do)."""
+        buf = self._buf if end is None else self._buf[:end]
         limit = self.first_max_chars if self._emitted == 0 else self.max_chars
         if len(buf.strip()) <= limit:
             return None
@@ -116,7 +124,7 @@ class SentenceChunker:
         if cuts:
             within = [c for c in cuts if c <= limit + (len(buf) - len(buf.lstrip()))]
             return within[-1] if within else cuts[0]
-        if len(buf.strip()) <= self.hard_max_chars:
+        if end is not None or len(buf.strip()) <= self.hard_max_chars:
             return None
         space = buf.rstrip().rfind(" ", 0, self.hard_max_chars)
         return space if space > 0 and buf[:space].strip() else self.hard_max_chars
