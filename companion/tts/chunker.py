@@ -99,8 +99,8 @@ class SentenceChunker:
 
     def _find_cut(self) -> int | None:
         end = self._sentence_end()
-        if end is not None and (self._emitted or len(self._buf[:end].strip()) <= self.first_max_chars):
-            return end
+        if end is not None and self._emitted:
+            return end  # audio is already playing: whole sentences
         return self._long_sentence_cut(end) or end
 
     def _sentence_end(self) -> int | None:
@@ -114,8 +114,8 @@ class SentenceChunker:
         return None
 
     def _long_sentence_cut(self, end: int | None = None) -> int | None:
-        """A clause (or, failing that, word) boundary in an overlong chunk; only before `end`, a sentence
-        end, when there is one (and no word-boundary cut then: the sentence end will do)."""
+        """A clause (or, failing that, word) boundary in an overlong chunk. Given the sentence's `end`, only
+        a clause boundary before it: short of one, the sentence end will do."""
         buf = self._buf if end is None else self._buf[:end]
         limit = self.first_max_chars if self._emitted == 0 else self.max_chars
         if len(buf.strip()) <= limit:
