@@ -73,6 +73,24 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
         raise CliError(str(exc), EXIT_FAILURE) from None
 
 
+def _store_config_path(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)
+        ctx.find_root().obj["config_path"] = value
+
+
+def config_option(command: Any) -> Any:
+    """`--config FILE` on a command as well as before it, as users type it (`companion run --config F`)."""
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        is_eager=True,
+        callback=_store_config_path,
+        help="TOML config file (overrides the one given before the command and $COMPANION_CONFIG).",
+    )(command)
+
+
 def _progress(message: str) -> None:
     click.echo(message, err=True)
 
@@ -97,6 +115,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) 
 
 
 @cli.command()
+@config_option
 @click.option("--sim", is_flag=True, help="Scan virtual headsets (in-process and `python -m firmware_sim`).")
 @click.option(
     "--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 120), help="Seconds to scan."
@@ -136,6 +155,7 @@ def scan(sim: bool, timeout: float, as_json: bool) -> None:
 
 
 @cli.command()
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
@@ -156,6 +176,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@config_option
 @click.option("--say", "says", multiple=True, metavar="TEXT", help="A turn the wearer speaks (repeatable).")
 @click.option(
     "--utterance",
@@ -221,6 +242,7 @@ def demo(
 
 
 @cli.command()
+@config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--via-headset", is_flag=True, help="Stream the audio through a virtual headset and the BLE link first."
@@ -264,6 +286,7 @@ def transcribe(
 
 
 @cli.command()
+@config_option
 @click.option(
     "--sim", is_flag=True, help="Serve virtual headsets (in-process or from `python -m firmware_sim`)."
 )
@@ -282,6 +305,7 @@ def run(ctx: click.Context, sim: bool, mqtt_url: str | None) -> None:
 
 
 @cli.command()
+@config_option
 @click.argument("address")
 @click.option("--sim", is_flag=True, help="Pair a virtual headset.")
 @click.option(
@@ -296,6 +320,7 @@ def pair(address: str, sim: bool, timeout: float) -> None:
 
 
 @cli.command()
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def devices(as_json: bool) -> None:
     """List remembered headsets and, if the service runs, their live state."""
@@ -346,6 +371,7 @@ def devices(as_json: bool) -> None:
 
 
 @cli.command()
+@config_option
 @click.argument("text")
 @click.option("--device", "-d", metavar="D", help="Address or name of the headset (default: the only one).")
 def say(text: str, device: str | None) -> None:

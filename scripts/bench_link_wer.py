@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """WER of the real human speech set, clean versus carried through a virtual headset and the BLE link.
 
-Each utterance of ../shared/speech is spoken into a virtual headset, carried over the simulated radio with
+Each utterance of tests/data/speech is spoken into a virtual headset, carried over the simulated radio with
 the given codec and packet loss (counted and concealed by the link), and transcribed with the same
 fast path as the clean file. The target: Opus at 2% loss within +1 WER point of the clean files.
 

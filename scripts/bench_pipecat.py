@@ -8,7 +8,7 @@ companion's offline skills as an instant responder; see scripts/pipecat_headset.
 the same simulated BLE link and play on the same kind of headset. Voice-to-voice latency is read off the
 headsets' conversation recordings, from the end of the wearer's speech (left) to the first reply audio
 (right). The utterances: six short questions the skills answer, three with a 0.5 s hesitation in the middle,
-and real human read speech from ../shared/speech (answered by the responder's fallback sentence).
+and real human read speech from tests/data/speech (answered by the responder's fallback sentence).
 
     .venv/bin/python scripts/bench_pipecat.py --rounds 3 [--recordings DIR] [--json]
     COMPANION_TURN__UNSURE_MS=0 .venv/bin/python scripts/bench_pipecat.py --only companion  # a config change
@@ -52,7 +52,7 @@ HESITANT = (
     ("Turn the volume", "up a bit."),  # "turn the volume" alone reads like a whole command
 )
 HESITATION_S = 0.5
-SPEECH_DIR = ROOT.parent / "shared" / "speech"
+SPEECH_DIR = Path(os.environ.get("COMPANION_SPEECH_DIR") or ROOT / "tests" / "data" / "speech")
 REPLY_TIMEOUT_S = 20.0
 QUIET_S = 0.8  # the speaker must stay idle this long before a reply counts as finished
 
@@ -99,7 +99,7 @@ async def make_utterances(out: Path, human: int) -> list[Utterance]:
 
 
 def human_speech(n: int) -> list[Utterance]:
-    """The first `n` real recordings of 2-8 s in ../shared/speech (read speech, with natural pauses)."""
+    """The first `n` real recordings of 2-8 s in tests/data/speech (read speech, with natural pauses)."""
     with open(SPEECH_DIR / "manifest.tsv", newline="") as f:
         rows = sorted(
             (r for r in csv.DictReader(f, delimiter="\t") if 2.0 <= float(r["seconds"]) <= 8.0),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark companion's fast Whisper path against stock faster-whisper: latency and WER.
 
-Utterances: the real speech set (../shared/speech/manifest.tsv, or $COMPANION_SPEECH_DIR) plus a few
+Utterances: the real speech set (tests/data/speech/manifest.tsv, or $COMPANION_SPEECH_DIR) plus a few
 voice commands synthesised with the offline piper voice. Each utterance is transcribed by both paths
 `--repeats` times (interleaved, after one warm-up); latency is the wall time of the call on the
 finished utterance, i.e. the time from end of speech to final text when nothing was precomputed.
@@ -53,7 +53,7 @@ class Item:
 
 def speech_dir() -> Path:
     env = os.environ.get("COMPANION_SPEECH_DIR")
-    for d in [Path(env)] if env else [REPO.parent / "shared" / "speech", REPO / "tests" / "data" / "speech"]:
+    for d in [Path(env)] if env else [REPO / "tests" / "data" / "speech"]:
         if (d / "manifest.tsv").exists():
             return d
     raise SystemExit("speech set not found: set COMPANION_SPEECH_DIR to a folder holding manifest.tsv")
