@@ -222,7 +222,8 @@ def _read_toml(file: Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): save it as UTF-8"
+            f"{file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {raw[: exc.start].count(10) + 1}): "
+            "save it as UTF-8"
         ) from None
     try:
         return tomllib.loads(text)
