@@ -219,16 +219,12 @@ class ControlServer:
         assert task is not None
         self._clients.add(task)
         try:
-            if len(self._clients) > self.max_clients:
-                await _send(writer, {"ok": False, "error": f"busy: {self.max_clients} clients connected"})
-                return
-            uid = peer_uid(writer.get_extra_info("socket"))
-            if uid is not None and uid not in (os.getuid(), 0):
-                self.rejected_peers += 1
-                log.warning("control socket: refused uid %d (only uid %d or root)", uid, os.getuid())
-                await _send(writer, {"ok": False, "error": "permission denied"})
-                return
-            await self._conversation(reader, writer)
+            refusal = self._refusal(writer)
+            if refusal is not None:
+                await _send(writer, {"ok": False, "error": refusal})
+            else:
+                await self._conversation(reader, writer)
+            await _linger(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -236,6 +232,17 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    def _refusal(self, writer: asyncio.StreamWriter) -> str | None:
+        """Why this client may not talk to us (None: it may)."""
+        if len(self._clients) > self.max_clients:
+            return f"busy: {self.max_clients} clients connected"
+        uid = peer_uid(writer.get_extra_info("socket"))
+        if uid is not None and uid not in (os.getuid(), 0):
+            self.rejected_peers += 1
+            log.warning("control socket: refused uid %d (only uid %d or root)", uid, os.getuid())
+            return "permission denied"
+        return None
 
     async def _conversation(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -265,6 +272,17 @@ class ControlServer:
         except Exception as exc:  # a bug must not end the connection with a traceback on the client
             log.exception("control socket: %s failed", req.get("cmd"))
             return {"ok": False, "error": f"internal error: {type(exc).__name__}"}
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close and let the client read our last reply: closing with its request still unread
+    would reset the connection and lose the reply (a refused peer would see no reason)."""
+    with contextlib.suppress(OSError, RuntimeError, ValueError, TimeoutError, asyncio.IncompleteReadError):
+        if not writer.is_closing() and writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(1.0):
+            while await reader.read(MAX_LINE):
+                pass
 
 
 async def _send(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:

@@ -193,7 +193,7 @@ async def check_llm(cfg: Config) -> Check:
     url = redact_url(cfg.llm.base_url)
     try:
         backend = OpenAIBackend(
-            cfg.llm.base_url, cfg.llm.model, cfg.llm.api_key, first_token_timeout_s=3.0, connect_timeout_s=3.0
+            cfg.llm.base_url, cfg.llm.model, cfg.llm.api_key, first_token_timeout_s=6.0, connect_timeout_s=3.0
         )
     except ValueError as exc:
         return Check("llm", "fail", redact(str(exc)), "fix llm.base_url")
