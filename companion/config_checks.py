@@ -138,7 +138,7 @@ def mqtt_problems(mqtt: Any) -> list[tuple[str, str]]:
         if mqtt.url and not tls:
             out.append((f"mqtt.{name}", "is set but mqtt.url is mqtt://: use mqtts:// for TLS"))
         elif not Path(path).is_file():
-            out.append((f"mqtt.{name}", f"no such file: {path}"))
+            out.append((f"mqtt.{name}", f"no such file: {path!r}"))
     if mqtt.client_key and not mqtt.client_cert:
         out.append(("mqtt.client_key", "is set without mqtt.client_cert"))
     for name in ("topic_prefix", "discovery_prefix"):
