@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from companion import credentials
 from companion.config_checks import ConfigProblems, config_problems
@@ -128,7 +136,9 @@ class Config(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
 
     @model_validator(mode="after")
-    def _consistent(self) -> Config:
+    def _consistent(self, info: ValidationInfo) -> Config:
+        if info.context and info.context.get("fields_only"):
+            return self  # one source of several: keys that depend on each other are checked on the whole
         problems = config_problems(self)
         if problems:
             raise ConfigProblems(problems)
@@ -200,16 +210,18 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str | Callable[[str], str]) -> str:
+    """One ``<source>: <key>: <reason>`` line per error; ``source`` may depend on the key."""
+    where = source if callable(source) else (lambda _key: source)
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ConfigProblems):
-            lines += [f"{source}: {k}: {r}" for k, r in cause.problems]
+            lines += [f"{where(k)}: {k}: {r}" for k, r in cause.problems]
             continue
         reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{source}: {key}: {reason.removeprefix('Value error, ')}")
+        lines.append(f"{where(key)}: {key}: {reason.removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 
@@ -231,11 +243,25 @@ def _read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
 
 
-def _validate(data: dict[str, Any], source: str) -> Config:
+def _validate(data: dict[str, Any], source: str | Callable[[str], str], *, whole: bool = True) -> Config:
+    """``data`` as a Config; ``whole=False`` checks each key alone (one source of several)."""
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"fields_only": not whole})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def _source_of(*layers: tuple[str, dict[str, Any]]) -> Callable[[str], str]:
+    """For a dotted key, the name of the last (highest-precedence) layer that sets it."""
+
+    def source(key: str) -> str:
+        section, _, name = key.partition(".")
+        for label, data in reversed(layers):
+            if name in (data.get(section) or {}):
+                return label
+        return layers[0][0]
+
+    return source
 
 
 def load_config(
@@ -258,14 +284,17 @@ def load_config(
         env = env_overrides(environ)
     except credentials.SecretSourceError as exc:
         raise ConfigError(str(exc)) from None
-    _validate(data, str(file))
-    file_data = data
+    creds_label, env_label = "systemd credentials ($CREDENTIALS_DIRECTORY)", "environment (COMPANION_*)"
+    _validate(data, str(file), whole=False)
+    merged = data
     if creds:
-        data = _merge(data, creds)
-        _validate(data, "systemd credentials ($CREDENTIALS_DIRECTORY)")
-    cfg = _validate(_merge(data, env), "environment (COMPANION_*)")
+        merged = _merge(merged, creds)
+        _validate(merged, creds_label, whole=False)
+    merged = _merge(merged, env)
+    _validate(merged, env_label, whole=False)
+    cfg = _validate(merged, _source_of((str(file), data), (creds_label, creds), (env_label, env)))
     credentials.register(cfg)
-    for message in credentials.exposure_warnings(cfg, file if file.exists() else None, file_data):
+    for message in credentials.exposure_warnings(cfg, file if file.exists() else None, data):
         (warn or log.warning)(message)
     return cfg
 
@@ -273,6 +302,6 @@ def load_config(
 def with_overrides(cfg: Config, source: str, **sections: dict[str, Any]) -> Config:
     """``cfg`` with command-line values applied (``llm={"base_url": ...}``), checked like the file."""
     merged = _merge(cfg.model_dump(exclude_unset=True), sections)
-    out = _validate(merged, source)
+    out = _validate(merged, _source_of(("config", {}), (source, sections)))
     credentials.register(out)
     return out

@@ -154,11 +154,9 @@ def config_problems(cfg: Any) -> list[tuple[str, str]]:
     out = turn_problems(cfg.turn)
     out += _url_problem("llm.base_url", cfg.llm.base_url, check_http_url)
     if cfg.llm.backend == "openai" and not cfg.llm.base_url:
-        out.append(
-            ("llm.base_url", "llm.backend is openai: set the server's URL, e.g. http://127.0.0.1:8080/v1")
-        )
+        out.append(("llm.backend", "is openai but llm.base_url is not set (e.g. http://127.0.0.1:8080/v1)"))
     out += _url_problem("tts.base_url", cfg.tts.base_url, check_http_url)
     if cfg.tts.engine == "openai" and not cfg.tts.base_url:
-        out.append(("tts.base_url", "tts.engine is openai: set the speech server's URL"))
+        out.append(("tts.engine", "is openai but tts.base_url (the speech server's URL) is not set"))
     out += mqtt_problems(cfg.mqtt)
     return out
