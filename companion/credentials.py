@@ -14,6 +14,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from companion.config_checks import is_loopback
 from companion.redact import redact_url, register_secret
@@ -75,8 +76,6 @@ def register(cfg: Any) -> None:
     register_secret(cfg.llm.api_key)
     for url in (cfg.mqtt.url, cfg.llm.base_url, cfg.tts.base_url):
         if url and "@" in url:
-            from urllib.parse import unquote, urlsplit
-
             try:
                 password = urlsplit(url).password
             except ValueError:
@@ -118,8 +117,6 @@ def exposure_warnings(cfg: Any, file: Path | None, file_data: Mapping[str, Any])
             )
     mqtt_url = cfg.mqtt.url or ""
     if mqtt_url.startswith("mqtt://"):
-        from urllib.parse import urlsplit
-
         parts = urlsplit(mqtt_url)
         if (cfg.mqtt.password or parts.password) and not is_loopback(parts.hostname):
             out.append(
@@ -128,8 +125,6 @@ def exposure_warnings(cfg: Any, file: Path | None, file_data: Mapping[str, Any])
             )
     base = cfg.llm.base_url or ""
     if cfg.llm.backend == "openai" and base.startswith("http://"):
-        from urllib.parse import urlsplit
-
         parts = urlsplit(base)
         if (cfg.llm.api_key or parts.password) and not is_loopback(parts.hostname):
             out.append(
