@@ -192,10 +192,17 @@ def test_the_service_keeps_the_last_good_registry(tmp_path: Path, monkeypatch: p
     assert service.allowed(mine) and not service.allowed(other)
 
 
-def test_doctor_lists_config_errors(tmp_path: Path) -> None:
-    result = _cli(tmp_path, "doctor", "--json", env={"COMPANION_TURN__FALLBACK_MS": "800"})
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"COMPANION_TURN__FALLBACK_MS": "800"}, "turn.fallback_ms"),
+        ({"COMPANION_LLM__BACKEND": "openai", "COMPANION_LLM__BASE_URL": "http://[::1"}, "llm.base_url"),
+    ],
+)
+def test_doctor_lists_config_errors(tmp_path: Path, env: dict[str, str], key: str) -> None:
+    result = _cli(tmp_path, "doctor", "--json", env=env)
     checks = {c["name"]: c for c in json.loads(result.stdout)}
-    assert checks["config"]["status"] == "fail" and "turn.fallback_ms" in checks["config"]["detail"]
+    assert checks["config"]["status"] == "fail" and key in checks["config"]["detail"]
     assert result.returncode == 1 and "Traceback" not in result.stderr
 
 
