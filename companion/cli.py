@@ -44,6 +44,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    from companion import redact
+
+    redact.install()  # no password or API key in any log line, tracebacks included
     if verbose < 2:
         for noisy in ("bleak", "bleak_retry_connector", "httpx", "httpcore", "openai", "faster_whisper"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
@@ -56,10 +59,21 @@ def _config(ctx: click.Context) -> Config:
         raise CliError(f"configuration error:\n{exc}", EXIT_USAGE) from None
 
 
+def _override(config: Config, source: str, **sections: dict[str, Any]) -> Config:
+    from companion.config import with_overrides
+
+    try:
+        return with_overrides(config, source, **sections)
+    except ConfigError as exc:
+        raise CliError(f"configuration error:\n{exc}", EXIT_USAGE) from None
+
+
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run a command's coroutine, turning the project's typed errors into messages and exit codes."""
+    from companion.control import ControlSocketError
     from companion.engines import EngineUnavailable
     from companion.link.base import LinkError, NotConnected
+    from companion.registry import RegistryError
 
     try:
         return asyncio.run(coro)
@@ -69,8 +83,10 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
         raise CliError(str(exc), EXIT_MISSING) from None
     except NotConnected as exc:
         raise CliError(str(exc), EXIT_NO_DEVICE) from None
-    except (LinkError, ConfigError) as exc:
+    except (LinkError, ConfigError, ControlSocketError) as exc:
         raise CliError(str(exc), EXIT_FAILURE) from None
+    except RegistryError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def _store_config_path(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -226,13 +242,18 @@ def demo(
     no_wait_timers: bool,
 ) -> None:
     """Talk to a virtual headset: spoken turns in, answers out, with a latency breakdown. Offline."""
+    from companion.audio.wav import AudioFileError, check_wav
     from companion.demo import DemoOptions, run_demo
 
     config = _config(ctx)
     if llm_url:
-        config.llm.backend = "openai"
-        config.llm.base_url = llm_url
-        config.llm.model = llm_model
+        llm = {"backend": "openai", "base_url": llm_url, "model": llm_model}
+        config = _override(config, "--llm-url", llm=llm)
+    for path in utterances:  # every file checked before any model loads
+        try:
+            check_wav(path)
+        except AudioFileError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
     options = DemoOptions(
         list(says), list(utterances), as_json, record, earcons, codec, loss, not no_wait_timers
     )
@@ -296,11 +317,16 @@ def transcribe(
 @click.pass_context
 def run(ctx: click.Context, sim: bool, mqtt_url: str | None) -> None:
     """Run the background service until SIGINT/SIGTERM."""
+    from companion.registry import RegistryError, load_known
     from companion.service import run_service
 
     config = _config(ctx)
     if mqtt_url:
-        config.mqtt.url = mqtt_url
+        config = _override(config, "--mqtt", mqtt={"url": mqtt_url})
+    try:
+        load_known()  # a damaged registry stops here, not at the first scan
+    except RegistryError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     _run(run_service(config, sim=sim or config.link.sim, progress=_progress))
 
 
@@ -374,19 +400,39 @@ def devices(as_json: bool) -> None:
 @config_option
 @click.argument("text")
 @click.option("--device", "-d", metavar="D", help="Address or name of the headset (default: the only one).")
-def say(text: str, device: str | None) -> None:
-    """Speak TEXT on a headset served by the running service."""
-    from companion.control import ServiceNotRunning, request
+@click.option("--wait", is_flag=True, help="Return once the text has been spoken (default: once queued).")
+def say(text: str, device: str | None, wait: bool) -> None:
+    """Speak TEXT (at most 2000 characters) on a headset served by the running service."""
+    from companion.bus.topics import MAX_SAY_CHARS
+    from companion.control import ServiceNotRunning, request, say_timeout_s
 
+    text = text.strip()
+    if not text or len(text) > MAX_SAY_CHARS:
+        raise CliError(f"TEXT must be 1-{MAX_SAY_CHARS} characters, got {len(text)}", EXIT_USAGE)
+    req = {"cmd": "say", "device": device or "", "text": text, "wait": wait}
+    timeout = say_timeout_s(text) if wait else 10.0
     try:
-        reply = asyncio.run(request({"cmd": "say", "device": device or "", "text": text}, timeout=60.0))
+        reply = asyncio.run(request(req, timeout=timeout))
     except ServiceNotRunning as exc:
         raise CliError(str(exc), EXIT_NO_DEVICE) from None
+    except TimeoutError:
+        what = "finished speaking" if wait else "accepted the text"
+        message = f"the service has not {what} after {timeout:g} s; stopped waiting"
+        raise CliError(message, EXIT_FAILURE) from None
     if not reply.get("ok"):
         raise CliError(str(reply.get("error")), EXIT_NO_DEVICE)
 
 
+def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    import traceback
+
+    from companion.redact import redact
+
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
+
+
 def main() -> None:
+    sys.excepthook = _redacted_excepthook  # an unexpected traceback must not print a password either
     cli(obj={})
 
 

@@ -1,20 +1,39 @@
 """Configuration: a TOML file in the platform config directory, overridden by environment variables.
 
 Environment overrides use ``COMPANION_<SECTION>__<KEY>`` (double underscore between section and key), e.g.
-``COMPANION_LLM__BASE_URL=http://127.0.0.1:8080/v1``. Values from the environment are parsed as TOML values
-when they look like one (numbers, booleans, lists) and taken as strings otherwise. Every error names the
-key and the reason: ``llm.timeout_s: Input should be a valid number``.
+``COMPANION_LLM__BASE_URL=http://127.0.0.1:8080/v1``. A value for a text key is taken as written (so a
+password ``123456`` stays text); numbers and booleans are converted by the key's type; lists are written
+as TOML (``["a", "b"]``). Secrets can also come from files: see :mod:`companion.credentials`.
+Every error names its source, the key and the reason: ``environment (COMPANION_*): llm.timeout_s: Input
+should be a valid number``. Keys that depend on each other and URLs are checked at load as well
+(:mod:`companion.config_checks`), so a config that loads is one the service can run with.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from companion import credentials
+from companion.config_checks import ConfigProblems, config_problems
+
+log = logging.getLogger(__name__)
 
 APP = "companion"
 ENV_PREFIX = "COMPANION_"
@@ -25,7 +44,10 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # numbers are accepted for text keys (a TOML `password = 123456`); inf and nan for none
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, coerce_numbers_to_str=True, allow_inf_nan=False
+    )
 
 
 class SttConfig(_Section):
@@ -113,6 +135,15 @@ class Config(_Section):
     link: LinkConfig = Field(default_factory=LinkConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
 
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Config:
+        if info.context and info.context.get("fields_only"):
+            return self  # one source of several: keys that depend on each other are checked on the whole
+        problems = config_problems(self)
+        if problems:
+            raise ConfigProblems(problems)
+        return self
+
 
 def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP))
@@ -137,14 +168,35 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
+def _wants_toml(section: str, key: str) -> bool:
+    """Whether the key holds a list or table, written as TOML in the environment."""
+    sec = Config.model_fields.get(section)
+    field = sec.annotation.model_fields.get(key) if sec is not None else None  # type: ignore[union-attr]
+    if field is None:
+        return True  # unknown key: parsed as before, then reported as unknown
+    kinds = {typing.get_origin(a) or a for a in (field.annotation, *typing.get_args(field.annotation))}
+    return bool(kinds & {list, dict, tuple, set})
+
+
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """``COMPANION_SECTION__KEY=value`` pairs as a nested dict."""
+    """``COMPANION_SECTION__KEY=value`` pairs (and ``..._FILE=path`` for secrets) as a nested dict."""
     out: dict[str, dict[str, Any]] = {}
+    files: list[tuple[str, str, str, str]] = []
     for name, raw in (environ if environ is not None else os.environ).items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        out.setdefault(section, {})[key] = _env_value(raw)
+        secret = credentials.file_variable(section, key)
+        if secret is not None:
+            files.append((name, section, secret, raw))
+            continue
+        out.setdefault(section, {})[key] = _env_value(raw) if _wants_toml(section, key) else raw
+    for name, section, key, path in files:
+        if key in out.get(section, {}):
+            continue  # the value itself wins over its file
+        out.setdefault(section, {})[key] = credentials.read_secret_file(
+            path, source=f"environment ({name})", key=f"{section}.{key}"
+        )
     return out
 
 
@@ -158,35 +210,98 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str | Callable[[str], str]) -> str:
+    """One ``<source>: <key>: <reason>`` line per error; ``source`` may depend on the key."""
+    where = source if callable(source) else (lambda _key: source)
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigProblems):
+            lines += [f"{where(k)}: {k}: {r}" for k, r in cause.problems]
+            continue
         reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{source}: {key}: {reason}")
+        lines.append(f"{where(key)}: {key}: {reason.removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 
-def load_config(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Read the TOML file (missing default file: defaults) and apply environment overrides."""
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {raw[: exc.start].count(10) + 1}): "
+            "save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+
+
+def _validate(data: dict[str, Any], source: str | Callable[[str], str], *, whole: bool = True) -> Config:
+    """``data`` as a Config; ``whole=False`` checks each key alone (one source of several)."""
+    try:
+        return Config.model_validate(data, context={"fields_only": not whole})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def _source_of(*layers: tuple[str, dict[str, Any]]) -> Callable[[str], str]:
+    """For a dotted key, the name of the last (highest-precedence) layer that sets it."""
+
+    def source(key: str) -> str:
+        section, _, name = key.partition(".")
+        for label, data in reversed(layers):
+            if name in (data.get(section) or {}):
+                return label
+        return layers[0][0]
+
+    return source
+
+
+def load_config(
+    path: Path | str | None = None,
+    environ: dict[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Config:
+    """Read the TOML file (missing default file: defaults), add systemd credentials and environment
+    overrides, and check the whole. ``warn`` receives exposure warnings (default: logged)."""
+    environ = dict(os.environ) if environ is None else environ
     explicit = path is not None
-    file = Path(path) if path is not None else default_config_path()
+    file = Path(path) if path is not None else Path(environ.get("COMPANION_CONFIG") or default_config_path())
     data: dict[str, Any] = {}
     if file.exists():
-        try:
-            data = tomllib.loads(file.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read: {exc}") from None
+        data = _read_toml(file)
     elif explicit:
         raise ConfigError(f"{file}: no such config file")
-    env = env_overrides(environ)
     try:
-        Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(file))) from None
-    try:
-        return Config.model_validate(_merge(data, env))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "environment (COMPANION_*)")) from None
+        creds = credentials.credentials(environ)
+        env = env_overrides(environ)
+    except credentials.SecretSourceError as exc:
+        raise ConfigError(str(exc)) from None
+    creds_label, env_label = "systemd credentials ($CREDENTIALS_DIRECTORY)", "environment (COMPANION_*)"
+    _validate(data, str(file), whole=False)
+    merged = data
+    if creds:
+        merged = _merge(merged, creds)
+        _validate(merged, creds_label, whole=False)
+    merged = _merge(merged, env)
+    _validate(merged, env_label, whole=False)
+    cfg = _validate(merged, _source_of((str(file), data), (creds_label, creds), (env_label, env)))
+    credentials.register(cfg)
+    for message in credentials.exposure_warnings(cfg, file if file.exists() else None, data):
+        (warn or log.warning)(message)
+    return cfg
+
+
+def with_overrides(cfg: Config, source: str, **sections: dict[str, Any]) -> Config:
+    """``cfg`` with command-line values applied (``llm={"base_url": ...}``), checked like the file."""
+    merged = _merge(cfg.model_dump(exclude_unset=True), sections)
+    out = _validate(merged, _source_of(("config", {}), (source, sections)))
+    credentials.register(out)
+    return out

@@ -33,7 +33,13 @@ from companion.tts.base import synthesize
 log = logging.getLogger(__name__)
 
 DEFAULT_TURNS = ("What time is it?", "Set a timer for ten seconds.", "How much battery is left?")
-TURN_TIMEOUT_S = 30.0
+TURN_MARGIN_S = 60.0  # STT, speech synthesis and playing a long reply, beyond the LLM's own limit
+
+
+def turn_limit_s(config: Config) -> float:
+    """How long a demo turn may take: longer than the LLM may legitimately take (its whole-reply
+    timeout) plus the longest utterance, so a slow LLM ends in its own spoken apology, not here."""
+    return config.llm.timeout_s + config.turn.max_utterance_s + TURN_MARGIN_S
 
 
 @dataclass
@@ -137,7 +143,12 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
                         turn = DemoTurn(said)
                         turns.append(turn)
                         await headset.mic.say(pcm)
-                        await _collect_turn(events, turn, session_task)
+                        try:
+                            await _collect_turn(events, turn, session_task, turn_limit_s(config))
+                        except TimeoutError:
+                            log.warning("turn %d: no reply within %.0f s", n, turn_limit_s(config))
+                            print(f"turn {n}: no reply within {turn_limit_s(config):.0f} s", flush=True)
+                            continue
                         # The reply has played out: read this turn's latency off the recording so far.
                         measured = voice_to_voice(recording.left, recording.right)
                         if len(measured) >= n:
@@ -165,12 +176,18 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
         await engines.aclose()
 
 
-async def _collect_turn(events: asyncio.Queue, turn: DemoTurn, session_task: asyncio.Task) -> None:
+async def _collect_turn(
+    events: asyncio.Queue, turn: DemoTurn, session_task: asyncio.Task, limit_s: float
+) -> None:
     """Wait for this turn's transcript, reply and timings (the timings event closes a turn)."""
-    async with asyncio.timeout(TURN_TIMEOUT_S):
+    async with asyncio.timeout(limit_s):
         while True:
             get = asyncio.ensure_future(events.get())
-            done, _ = await asyncio.wait({get, session_task}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait({get, session_task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not get.done():
+                    get.cancel()
             if session_task in done:
                 get.cancel()
                 session_task.result()  # raises the session's error

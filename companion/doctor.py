@@ -6,10 +6,12 @@ import asyncio
 import ctypes.util
 import importlib.util
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from companion.config import Config, ConfigError, default_config_path, load_config
+from companion.redact import redact, redact_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,17 +29,36 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def check_config(path: str | None) -> tuple[Check, Config | None]:
+def check_config(path: str | None) -> tuple[list[Check], Config | None]:
+    """The config as `companion run` loads it, and a `security` check for exposed secrets."""
     where = path or str(default_config_path())
+    warnings: list[str] = []
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, warn=warnings.append)
     except ConfigError as exc:
-        return Check(
-            "config", "fail", str(exc), "fix the key named above, or remove it to use the default"
-        ), None
+        return [
+            Check("config", "fail", str(exc), "fix the key named above, or remove it to use the default")
+        ], None
     exists = Path(where).exists()
     detail = f"{where}" if exists else f"{where} (not present: defaults in use)"
-    return Check("config", "ok", detail), cfg
+    checks = [Check("config", "ok", detail)]
+    if warnings:
+        checks.append(Check("security", "warn", "\n".join(warnings), "see docs/reliability.md (Security)"))
+    else:
+        checks.append(Check("security", "ok", "no secret readable by others or sent in clear text"))
+    return checks, cfg
+
+
+def check_registry() -> Check:
+    from companion.registry import RegistryError, load_known, registry_path
+
+    try:
+        known = load_known()
+    except RegistryError as exc:
+        return Check("headsets", "fail", str(exc), "move the file away and pair again (companion pair)")
+    if not known:
+        return Check("headsets", "ok", f"none paired yet ({registry_path()})")
+    return Check("headsets", "ok", f"{len(known)} paired ({registry_path()})")
 
 
 def check_stt(cfg: Config) -> Check:
@@ -154,7 +175,7 @@ async def check_mqtt(cfg: Config) -> Check:
     error = await probe_broker(cfg.mqtt)
     if error:
         return Check("mqtt", "fail", error, "start the broker (apt-get install mosquitto) or fix mqtt.url")
-    return Check("mqtt", "ok", f"broker at {cfg.mqtt.url} answers")
+    return Check("mqtt", "ok", f"broker at {redact_url(cfg.mqtt.url)} answers")
 
 
 async def check_llm(cfg: Config) -> Check:
@@ -165,31 +186,42 @@ async def check_llm(cfg: Config) -> Check:
     if not cfg.llm.base_url:
         return Check("llm", "fail", "llm.backend is openai but llm.base_url is unset", "set llm.base_url")
     try:
-        import openai
+        from companion.llm.base import LLMError, LLMResponseError, LLMTimeout
+        from companion.llm.openai_backend import OpenAIBackend
     except ImportError:
         return Check("llm", "fail", "the openai client is not installed", "pip install 'companion[llm]'")
-    client = openai.AsyncOpenAI(
-        base_url=cfg.llm.base_url, api_key=cfg.llm.api_key or "not-needed", timeout=3.0, max_retries=0
-    )
+    url = redact_url(cfg.llm.base_url)
     try:
-        await client.models.list()
-    except openai.APIConnectionError as exc:
+        backend = OpenAIBackend(
+            cfg.llm.base_url, cfg.llm.model, cfg.llm.api_key, first_token_timeout_s=6.0, connect_timeout_s=3.0
+        )
+    except ValueError as exc:
+        return Check("llm", "fail", redact(str(exc)), "fix llm.base_url")
+    try:
+        models = await backend.models()
+    except LLMTimeout as exc:
+        return Check("llm", "fail", redact(str(exc)), "is the server busy or stuck?")
+    except LLMResponseError as exc:
+        return Check("llm", "warn", f"{url}/models: {redact(str(exc))}", "check llm.api_key and llm.model")
+    except LLMError as exc:
         return Check(
             "llm",
             "fail",
-            f"{cfg.llm.base_url} unreachable: {exc}",
+            redact(str(exc)),
             "start the server (e.g. ollama serve, or python -m llama_cpp.server --model FILE)",
         )
-    except openai.APIStatusError as exc:
+    except Exception as exc:  # a /models that is not the OpenAI shape (HTML, plain text, other JSON)
         return Check(
             "llm",
             "warn",
-            f"{cfg.llm.base_url}/models answered HTTP {exc.status_code}",
-            "check llm.api_key and llm.model",
+            f"{url}/models answered something that is not an OpenAI model list ({type(exc).__name__})",
+            "check that llm.base_url is the API's address (usually ending in /v1)",
         )
     finally:
-        await client.close()
-    return Check("llm", "ok", f"{cfg.llm.base_url} answers")
+        await backend.aclose()
+    if cfg.llm.model != "default" and models and cfg.llm.model not in models:
+        return Check("llm", "warn", f"{url} answers; it has no model {cfg.llm.model!r}", "check llm.model")
+    return Check("llm", "ok", f"{url} answers")
 
 
 def check_simulator() -> Check:
@@ -207,17 +239,32 @@ def check_simulator() -> Check:
     return Check("simulator", "ok", f"virtual headsets served at {sock}")
 
 
+def _guarded(name: str, check: Callable[[], Check]) -> Check:
+    """A check that crashes is reported as failed; the others still run."""
+    try:
+        return check()
+    except Exception as exc:
+        return Check(name, "fail", f"the check itself failed: {redact(repr(exc))}", "please report this")
+
+
+async def _aguarded(name: str, check: Awaitable[Check]) -> Check:
+    try:
+        return await check
+    except Exception as exc:
+        return Check(name, "fail", f"the check itself failed: {redact(repr(exc))}", "please report this")
+
+
 async def run_checks(config_path: str | None) -> list[Check]:
-    config_check, cfg = check_config(config_path)
-    checks = [config_check]
+    checks, cfg = check_config(config_path)
     cfg = cfg or Config()
     checks += [
-        check_stt(cfg),
-        check_tts(cfg),
-        check_opus(),
-        check_bluetooth(),
-        check_audio(),
-        check_simulator(),
+        _guarded("headsets", check_registry),
+        _guarded("stt", lambda: check_stt(cfg)),
+        _guarded("tts", lambda: check_tts(cfg)),
+        _guarded("opus", check_opus),
+        _guarded("bluetooth", check_bluetooth),
+        _guarded("audio", check_audio),
+        _guarded("simulator", check_simulator),
     ]
-    checks += list(await asyncio.gather(check_mqtt(cfg), check_llm(cfg)))
+    checks += list(await asyncio.gather(_aguarded("mqtt", check_mqtt(cfg)), _aguarded("llm", check_llm(cfg))))
     return checks

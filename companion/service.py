@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from companion.bus.topics import device_id
 from companion.config import Config
@@ -24,7 +25,7 @@ from companion.engines import Engines
 from companion.events import Availability, EventHub
 from companion.link.ble import BleHeadsetLink, BleLinkOptions, FoundHeadset, describe_ble_error, scan_headsets
 from companion.protocol import codec_by_name
-from companion.registry import load_known
+from companion.registry import KnownHeadset, RegistryError, load_known
 from companion.session import Session
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,27 @@ class Service:
             self._scanner_backend, self._client_backend = sim_backends()
         self.ready = asyncio.Event()
         self._scan_error: str | None = None
+        self._known: dict[str, KnownHeadset] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._registry_error: str | None = None
 
     # -- who may connect ---------------------------------------------------------------------------
     def allowed(self, found: FoundHeadset) -> bool:
         allow = {a.upper() for a in self.config.link.allow}
-        known = load_known()
+        known = self._known_headsets()
         if found.address.upper() in known or found.address.upper() in allow or found.name.upper() in allow:
             return True
         return self.sim and not allow and not known
+
+    def _known_headsets(self) -> dict[str, KnownHeadset]:
+        """The registry; if it is damaged while running, the last good copy (and one warning)."""
+        try:
+            self._known, self._registry_error = load_known(), None
+        except RegistryError as exc:
+            if str(exc) != self._registry_error:
+                log.warning("%s (still serving the headsets paired before)", exc)
+            self._registry_error = str(exc)
+        return self._known
 
     # -- running -----------------------------------------------------------------------------------
     async def run(self, progress: Callable[[str], None] | None = None) -> None:
@@ -175,8 +189,20 @@ class Service:
             )
         )
 
+    def _in_background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a command that outlives its request (a queued `say`); cancelled with the devices."""
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._background.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("%s failed: %s", task.get_name(), task.exception())
+
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(done)
+
     async def _stop_devices(self) -> None:
-        tasks = [d.task for d in self.devices.values()]
+        tasks = [d.task for d in self.devices.values()] + list(self._background)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -217,11 +243,12 @@ class Service:
         if cmd == "status":
             return {"ok": True, "devices": self.status(), "sim": self.sim}
         session = self.session_for(str(req.get("device") or ""))
-        if cmd == "say":
-            text = str(req.get("text") or "").strip()
-            if not text:
-                raise ValueError("say needs some text")
-            await session.say(text)
+        if cmd == "say":  # text checked by companion.control.parse_request (1-2000 characters)
+            if req.get("wait"):
+                await session.say(str(req["text"]))
+            else:
+                self._in_background(session.say(str(req["text"])), f"say-{session.device}")
+                return {"ok": True, "device": session.device, "queued": True}
         elif cmd == "stop":
             await session.barge_in("command")
         elif cmd == "listen":

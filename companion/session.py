@@ -210,6 +210,7 @@ class Session:
                     )
                 tg.create_task(self._write_led(), name=f"led-{self.device}")
                 self.hub.publish(Availability(self.device, self.link.connected))
+                self.hub.publish(StateChanged(self.device, self.state.name.lower()))  # retained from now
                 await self.link.set_volume(self.volume)
         finally:
             await self._shutdown()
@@ -518,7 +519,8 @@ class Session:
                 await self._on_button(event.button)
             elif isinstance(event, PlaybackStatus):
                 if event.event is PlaybackEvent.STARTED:
-                    self._t_played = event.t
+                    if not self._played_started.is_set():  # a restart after a gap is not the first audio
+                        self._t_played = event.t
                     self._played_started.set()
                 elif event.event in (PlaybackEvent.DRAINED, PlaybackEvent.ABORTED):
                     self._drained.set()

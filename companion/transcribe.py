@@ -9,9 +9,28 @@ from pathlib import Path
 
 import numpy as np
 
-from companion.audio.wav import SAMPLE_RATE, load_wav
+from companion.audio.wav import SAMPLE_RATE, check_wav, load_wav
 from companion.config import Config
 from companion.engines import EngineUnavailable
+
+LONG_FILE_S = 60.0  # files longer than this show progress while they are transcribed
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def _stt_progress(progress: Callable[[str], None]) -> Callable[[float, float], None]:
+    """Progress lines from the STT worker thread: at most one per 10 % of the file."""
+    shown = [-1]
+
+    def report(done_s: float, total_s: float) -> None:
+        step = int(10 * done_s / total_s) if total_s else 10
+        if step > shown[0]:
+            shown[0] = step
+            progress(f"transcribed {_clock(done_s)} of {_clock(total_s)} ({100 * done_s / total_s:.0f} %)")
+
+    return report
 
 
 async def _load_stt(config: Config, progress: Callable[[str], None]):
@@ -63,13 +82,17 @@ async def through_headset(pcm: np.ndarray, *, codec: str, loss: float) -> tuple[
 async def transcribe_file(
     path: Path, config: Config, *, via_headset: bool, codec: str, loss: float, progress: Callable[[str], None]
 ) -> dict[str, object]:
+    info = check_wav(path)  # a bad file is an error before the model loads
+    long = info.seconds > LONG_FILE_S
+    if long:
+        progress(f"reading {path.name} ({_clock(info.seconds)} of audio)...")
     pcm = await asyncio.to_thread(load_wav, path)
     stt = await _load_stt(config, progress)
     try:
         counters: dict[str, int] | None = None
         if via_headset:
             pcm, counters = await through_headset(pcm, codec=codec, loss=loss)
-        result = await stt.atranscribe(pcm)
+        result = await stt.atranscribe(pcm, _stt_progress(progress) if long else None)
     finally:
         stt.close()
     out: dict[str, object] = {

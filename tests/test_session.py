@@ -86,9 +86,10 @@ async def test_a_spoken_question_gets_a_spoken_answer(world, whisper_stt, piper_
         timings.first_audio_played_ms,
     ]
     assert None not in order and order == sorted(order)
-    # The state machine went listening -> thinking -> speaking -> idle, mirrored on the headset LED.
+    # The state machine went (idle, published at the start) listening -> thinking -> speaking -> idle,
+    # mirrored on the headset LED.
     states = [e.state for e in rig.seen if isinstance(e, StateChanged)]
-    assert states[:4] == ["listening", "thinking", "speaking", "idle"]
+    assert states[:5] == ["idle", "listening", "thinking", "speaking", "idle"]
     assert rig.headset.state is DeviceState.IDLE
     # The reply is audible in the headset's own recording, after the wearer finished.
     (turn,) = voice_to_voice(rig.recording.left, rig.recording.right)

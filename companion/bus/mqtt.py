@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -42,6 +42,7 @@ from companion.bus.topics import (
     device_id,
 )
 from companion.config import MqttConfig
+from companion.config_checks import check_mqtt_url
 from companion.events import Event, EventHub
 
 log = logging.getLogger(__name__)
@@ -102,18 +103,11 @@ class Broker:
     def from_config(cls, cfg: MqttConfig) -> Broker:
         if not cfg.url:
             raise MqttConfigError("mqtt.url is not set (e.g. mqtt://localhost:1883 or mqtts://host:8883)")
-        parts = urlsplit(cfg.url)
-        if parts.scheme not in DEFAULT_PORTS:
-            raise MqttConfigError(f"mqtt.url {cfg.url!r}: the scheme must be mqtt:// or mqtts://")
         try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError:
-            raise MqttConfigError(f"mqtt.url {cfg.url!r}: the port is not a number in 1-65535") from None
-        if not parts.hostname:
-            raise MqttConfigError(f"mqtt.url {cfg.url!r}: no host name")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise MqttConfigError(f"mqtt.url {cfg.url!r}: only scheme://host:port is allowed, no path")
-        tls = parts.scheme == "mqtts"
+            target = check_mqtt_url(cfg.url)  # the same check as at config load; never shows the password
+        except ValueError as exc:
+            raise MqttConfigError(f"mqtt.url {exc}") from None
+        parts, port, tls = target.parts, target.port, target.tls
         files = {"ca_file": cfg.ca_file, "client_cert": cfg.client_cert, "client_key": cfg.client_key}
         for name, path in files.items():
             key = f"mqtt.{name}"
@@ -126,7 +120,7 @@ class Broker:
         if cfg.client_key and not cfg.client_cert:
             raise MqttConfigError("mqtt.client_key is set without mqtt.client_cert")
         return cls(
-            host=parts.hostname,
+            host=target.host,
             port=port,
             tls=tls,
             username=cfg.username if cfg.username is not None else _unquote(parts.username),

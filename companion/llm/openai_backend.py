@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import openai
 
 from companion.llm.base import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, Message
+from companion.redact import redact_url
 
 NO_KEY_PLACEHOLDER = "sk-no-key-required"  # local servers ignore the key, the client insists on one
 MAX_RETRY_AFTER_S = 5.0
@@ -99,9 +100,9 @@ class OpenAIBackend:
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens!r}")
 
-        self.base_url = base_url.rstrip("/")
+        self.base_url = redact_url(base_url.rstrip("/"))  # for messages: never user:password@
         self.model = model
-        self.name = f"openai:{model}@{parts.netloc}"
+        self.name = f"openai:{model}@{parts.netloc.rpartition('@')[2]}"
         self.timeout_s = timeout_s
         self.first_token_timeout_s = first_token_timeout_s
         self.connect_timeout_s = connect_timeout_s
@@ -115,7 +116,7 @@ class OpenAIBackend:
         if extra_body:
             self._params["extra_body"] = dict(extra_body)
         self._client = openai.AsyncOpenAI(
-            base_url=self.base_url,
+            base_url=base_url.rstrip("/"),
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or NO_KEY_PLACEHOLDER,
             max_retries=0,
             timeout=openai.Timeout(first_token_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
@@ -215,6 +216,7 @@ class OpenAIBackend:
                     chunks = await self._client.chat.completions.create(
                         model=self.model, messages=payload, stream=True, **self._params
                     )
+                    _check_event_stream(self.name, chunks)
                 except openai.APIStatusError as e:
                     if e.status_code == 429 or e.status_code >= 500:
                         raise _Retryable(self._error(e), _retry_after(e)) from e
@@ -307,6 +309,18 @@ class OpenAIBackend:
                 f"{self.name}: {server_message}", status=None, server_message=server_message
             )
         return LLMResponseError(f"{self.name}: {e}", status=None)
+
+
+def _check_event_stream(name: str, chunks: Any) -> None:
+    """A web page (HTML 200: a proxy's login page, base_url pointing at a web UI) is not a reply."""
+    response = getattr(chunks, "response", None)
+    kind = response.headers.get("content-type", "") if response is not None else ""
+    if "html" in kind.lower():
+        raise LLMResponseError(
+            f"{name}: the server answered with a web page ({kind.split(';')[0]}), not a chat stream: "
+            "check that base_url is the API's address (usually ending in /v1)",
+            status=response.status_code,
+        )
 
 
 def _delta_text(chunk: Any) -> str:

@@ -15,10 +15,12 @@ Measured with scripts/bench_stt.py on the shared speech set (tiny.en, 2 cores): 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,14 +248,17 @@ class WhisperSTT:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"whisper-{name}")
         return self._executor
 
-    async def atranscribe(self, pcm: np.ndarray) -> Transcript:
+    async def atranscribe(
+        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None = None
+    ) -> Transcript:
         """`transcribe` in the model's single worker thread (requests queue first come, first served).
 
         Cancelling the caller drops a queued request; a request already running finishes in the
         thread and its result is discarded.
         """
         self._require()
-        return await asyncio.get_running_loop().run_in_executor(self._worker(), self.transcribe, pcm)
+        work = functools.partial(self.transcribe, pcm, progress)
+        return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
 
     def close(self) -> None:
         """Stop the worker thread (waits for a running request). The model stays loaded."""
@@ -268,8 +273,14 @@ class WhisperSTT:
 
     # -- recognition
 
-    def transcribe(self, pcm: np.ndarray) -> Transcript:
-        """Recognise one utterance (mono 16 kHz, int16 or float32). Blocking."""
+    def transcribe(
+        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None = None
+    ) -> Transcript:
+        """Recognise one utterance (mono 16 kHz, int16 or float32). Blocking.
+
+        Audio over 30 s goes through stock faster-whisper window by window; ``progress(done_s, total_s)``
+        is called (in this thread) after each window.
+        """
         t0 = time.perf_counter()
         audio = _as_float(pcm)
         model = self._require()
@@ -279,7 +290,7 @@ class WhisperSTT:
         content = len(audio) // _HOP + 1
         frames = self._window_frames(content)
         if frames is None:
-            return self._stock(audio, t0)
+            return self._stock(audio, t0, progress)
         text, path, nsp = self._fast(model, audio, frames)
         return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, path, nsp)
 
@@ -370,7 +381,9 @@ class WhisperSTT:
         bare = "".join(c for c in text.lower() if c.isalpha() or c == " ").strip()
         return bare in _SILENCE_HALLUCINATIONS and no_speech_prob > 0.3
 
-    def _stock(self, audio: np.ndarray, t0: float) -> Transcript:
+    def _stock(
+        self, audio: np.ndarray, t0: float, progress: Callable[[float, float], None] | None = None
+    ) -> Transcript:
         model = self._require()
         segments, _info = model.transcribe(
             audio,
@@ -380,7 +393,10 @@ class WhisperSTT:
         )
         texts: list[str] = []
         nsp = 0.0
+        total = len(audio) / SAMPLE_RATE
         for seg in segments:
+            if progress is not None:
+                progress(min(seg.end, total), total)
             nsp = max(nsp, seg.no_speech_prob)
             if not self._is_silence(seg.text.strip(), seg.no_speech_prob, seg.avg_logprob):
                 texts.append(seg.text.strip())
