@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 APP = "companion"
 ENV_PREFIX = "COMPANION_"
@@ -29,9 +29,22 @@ class _Section(BaseModel):
 
 
 class SttConfig(_Section):
+    # "local": faster-whisper in this process; "wyoming": Wyoming servers (wyoming-faster-whisper,
+    # `companion serve`); "openai": OpenAI-compatible /v1/audio/transcriptions servers. Remote engines
+    # take several `urls`, tried in order with failover (docs/scale.md).
+    engine: Literal["local", "wyoming", "openai"] = "local"
+    urls: list[str] = Field(default_factory=list)  # tcp://host:port (wyoming) or http://host:port/v1 (openai)
+    timeout_s: float = Field(1.5, gt=0, le=60)  # all endpoints of one request, failover included
+    remote_model: str = "whisper-1"  # the model name sent to an OpenAI-compatible server
+    api_key: str | None = None
     model: str = "tiny.en"  # tiny.en ships offline; other names are downloaded by faster-whisper
     compute_type: str = "int8"
     threads: int = Field(2, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _remote_needs_urls(self) -> SttConfig:
+        _check_urls(self.engine, self.urls)
+        return self
 
 
 class TurnConfig(_Section):
@@ -61,10 +74,32 @@ class LlmConfig(_Section):
 
 
 class TtsConfig(_Section):
-    engine: Literal["piper", "espeak", "openai", "auto"] = "auto"
+    engine: Literal["piper", "espeak", "openai", "auto", "wyoming"] = "auto"
     voice: str | None = None  # piper .onnx path, espeak voice name, or OpenAI voice
     base_url: str | None = None
     model: str = "tts-1"
+    urls: list[str] = Field(default_factory=list)  # engine "wyoming": tcp://host:port, tried in order
+    timeout_s: float = Field(1.5, gt=0, le=60)  # until the first audio, failover included
+    fallback: Literal["espeak", "piper", "none"] = "espeak"  # local voice when every server fails
+
+    @model_validator(mode="after")
+    def _remote_needs_urls(self) -> TtsConfig:
+        _check_urls(self.engine, self.urls)
+        return self
+
+
+def _check_urls(engine: str, urls: list[str]) -> None:
+    """Remote engines need endpoints, each with a scheme the engine speaks."""
+    if engine not in ("wyoming", "openai"):
+        return
+    if not urls:
+        raise ValueError(f"engine {engine!r} needs urls = [...] (at least one server)")
+    schemes = ("tcp://", "unix://") if engine == "wyoming" else ("http://", "https://")
+    for url in urls:
+        if not url.startswith(schemes):
+            raise ValueError(
+                f"urls: {url!r} is not a {engine} endpoint (use {' or '.join(s + '...' for s in schemes)})"
+            )
 
 
 class SessionConfig(_Section):

@@ -69,6 +69,9 @@ class CompanionEventHandler(AsyncEventHandler):
     async def handle_event(self, event: Event) -> bool:
         try:
             await self._dispatch(event)
+        except ConnectionError as exc:  # the client hung up while we answered: not our error
+            log.info("client disconnected during %s: %s", event.type, exc)
+            return False
         except (AudioFormatError, AudioTooLong, KeyError, TypeError, ValueError) as exc:
             log.warning("bad %s event: %s", event.type, exc)
             await self._reset_transcription()
@@ -182,7 +185,7 @@ class CompanionEventHandler(AsyncEventHandler):
         if transcription is not None:
             await transcription.aclose()
         if answer is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await answer
 
     # -- speech synthesis
@@ -199,7 +202,7 @@ class CompanionEventHandler(AsyncEventHandler):
                             AudioChunk(rate=SAMPLE_RATE, width=WIDTH, channels=CHANNELS, audio=data).event()
                         )
                     samples += len(pcm)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception as exc:
             log.error("synthesis failed: %r", exc)
@@ -241,7 +244,7 @@ class CompanionEventHandler(AsyncEventHandler):
         self._synth_text = self._synth_queue = self._synth_task = None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await task
 
     # -- lifetime
