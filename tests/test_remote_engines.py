@@ -212,7 +212,12 @@ async def test_wyoming_tts_fails_over_and_falls_back_to_the_local_voice(
 
 @pytest.mark.slow
 async def test_session_loses_no_turn_when_a_server_dies_and_speaks_the_fallback_when_all_do(
-    fast_backoff, faster_whisper_wyoming: ServerProcess, serve_process: ServerProcess, piper_tts, synth_speech
+    fast_backoff,
+    tmp_path: Path,
+    faster_whisper_wyoming: ServerProcess,
+    serve_process: ServerProcess,
+    piper_tts,
+    synth_speech,
 ) -> None:
     # The deadline bounds slow servers; killed ones refuse connections at once, which is what the 2 s
     # fallback below measures.
@@ -239,4 +244,12 @@ async def test_session_loses_no_turn_when_a_server_dies_and_speaks_the_fallback_
         await asyncio.sleep(0.3)
         turns = voice_to_voice(rig.recording.left[start:], rig.recording.right[start:])
         assert turns and turns[-1].latency_ms is not None and turns[-1].latency_ms < 2000, turns
+        # A server comes back (same address): the next turn is answered.
+        revived = start_wyoming_faster_whisper(tmp_path / "wfw-again", faster_whisper_wyoming.host_port[1])
+        try:
+            await rig.headset.mic.say(synth_speech("What time is it?"))
+            reply = await rig.next(ReplyEvent, timeout=30)
+            assert reply.intent == "time", reply
+        finally:
+            revived.stop()
     await stt.aclose()
