@@ -139,6 +139,21 @@ class MqttConfig(_Section):
     discovery: bool = True
 
 
+class SatelliteConfig(_Section):
+    """Serve each headset as a Home Assistant Assist satellite (Wyoming) instead of the local pipeline."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # 0.0.0.0 so a Home Assistant on another machine can connect
+    base_port: int = Field(
+        10800, ge=0, le=65535
+    )  # headsets get base_port, base_port + 1, ... (0: any free port)
+    ports: dict[str, int] = Field(
+        default_factory=dict
+    )  # fixed ports by headset address, e.g. {"AA:BB:..": 10801}
+    start: Literal["button", "wake"] = "button"  # the button starts a pipeline, or Home Assistant's wake word
+    area: str | None = None
+
+
 class Config(_Section):
     stt: SttConfig = Field(default_factory=SttConfig)
     turn: TurnConfig = Field(default_factory=TurnConfig)
@@ -147,6 +162,7 @@ class Config(_Section):
     session: SessionConfig = Field(default_factory=SessionConfig)
     link: LinkConfig = Field(default_factory=LinkConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    satellite: SatelliteConfig = Field(default_factory=SatelliteConfig)
 
 
 def config_dir() -> Path:
