@@ -51,6 +51,11 @@ async def load_serve_engines(config: Config, progress: Callable[[str], None]) ->
         from companion.tts import VoiceNotAvailable, create_tts, synthesize
     except ImportError as exc:
         raise EngineUnavailable(f"{exc.name} is missing: pip install 'companion[stt,tts]'") from exc
+    if config.tts.engine == "wyoming":
+        raise EngineUnavailable(
+            "tts.engine: 'wyoming' names remote servers; companion serve speaks with a local voice "
+            "(piper, espeak, auto) or an OpenAI-compatible one (openai)"
+        )
     progress(f"loading speech recognition ({config.stt.model}) and voice ({config.tts.engine})...")
     try:
         stt = WhisperSTT(
