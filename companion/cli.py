@@ -423,6 +423,35 @@ def say(text: str, device: str | None, wait: bool) -> None:
         raise CliError(str(reply.get("error")), EXIT_NO_DEVICE)
 
 
+@cli.command()
+@config_option
+@click.option(
+    "--uri",
+    default="tcp://127.0.0.1:10700",
+    show_default=True,
+    help="Where to listen: tcp://HOST:PORT (0.0.0.0 for other machines, port 0 for any) or unix:///PATH.",
+)
+@click.option(
+    "--zeroconf",
+    "zeroconf_name",
+    metavar="NAME",
+    help="Announce the server over mDNS under NAME for Home Assistant's discovery (needs `zeroconf`).",
+)
+@click.pass_context
+def serve(ctx: click.Context, uri: str, zeroconf_name: str | None) -> None:
+    """Serve speech recognition and the voice over Wyoming (Home Assistant's voice protocol)."""
+    try:
+        from companion.wyoming.server import check_uri, run_server
+    except ImportError as exc:
+        raise CliError(f"{exc.name} is missing: pip install 'companion[wyoming]'", EXIT_MISSING) from None
+    try:
+        check_uri(uri)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    config = _config(ctx)
+    _run(run_server(config, uri, zeroconf_name=zeroconf_name, progress=_progress))
+
+
 def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
     import traceback
 

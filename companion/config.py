@@ -51,6 +51,14 @@ class _Section(BaseModel):
 
 
 class SttConfig(_Section):
+    # "local": faster-whisper in this process; "wyoming": Wyoming servers (wyoming-faster-whisper,
+    # `companion serve`); "openai": OpenAI-compatible /v1/audio/transcriptions servers. Remote engines
+    # take several `urls`, tried in order with failover (docs/scale.md).
+    engine: Literal["local", "wyoming", "openai"] = "local"
+    urls: list[str] = Field(default_factory=list)  # tcp://host:port (wyoming) or http://host:port/v1 (openai)
+    timeout_s: float = Field(1.5, gt=0, le=60)  # all endpoints of one request, failover included
+    remote_model: str = "whisper-1"  # the model name sent to an OpenAI-compatible server
+    api_key: str | None = None
     model: str = "tiny.en"  # tiny.en ships offline; other names are downloaded by faster-whisper
     compute_type: str = "int8"
     threads: int = Field(2, ge=1, le=64)
@@ -83,10 +91,14 @@ class LlmConfig(_Section):
 
 
 class TtsConfig(_Section):
-    engine: Literal["piper", "espeak", "openai", "auto"] = "auto"
+    engine: Literal["piper", "espeak", "openai", "auto", "wyoming"] = "auto"
     voice: str | None = None  # piper .onnx path, espeak voice name, or OpenAI voice
     base_url: str | None = None
     model: str = "tts-1"
+    urls: list[str] = Field(default_factory=list)  # engine "wyoming": tcp://host:port, tried in order
+    timeout_s: float = Field(1.5, gt=0, le=60)  # until the first audio, failover included
+    fallback: Literal["espeak", "piper", "none"] = "espeak"  # local voice when every server fails
+
 
 
 class SessionConfig(_Section):
@@ -126,6 +138,21 @@ class MqttConfig(_Section):
     discovery: bool = True
 
 
+class SatelliteConfig(_Section):
+    """Serve each headset as a Home Assistant Assist satellite (Wyoming) instead of the local pipeline."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # 0.0.0.0 so a Home Assistant on another machine can connect
+    base_port: int = Field(
+        10800, ge=0, le=65535
+    )  # headsets get base_port, base_port + 1, ... (0: any free port)
+    ports: dict[str, int] = Field(
+        default_factory=dict
+    )  # fixed ports by headset address, e.g. {"AA:BB:..": 10801}
+    start: Literal["button", "wake"] = "button"  # the button starts a pipeline, or Home Assistant's wake word
+    area: str | None = None
+
+
 class Config(_Section):
     stt: SttConfig = Field(default_factory=SttConfig)
     turn: TurnConfig = Field(default_factory=TurnConfig)
@@ -134,6 +161,7 @@ class Config(_Section):
     session: SessionConfig = Field(default_factory=SessionConfig)
     link: LinkConfig = Field(default_factory=LinkConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    satellite: SatelliteConfig = Field(default_factory=SatelliteConfig)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Config:

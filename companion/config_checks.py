@@ -158,5 +158,36 @@ def config_problems(cfg: Any) -> list[tuple[str, str]]:
     out += _url_problem("tts.base_url", cfg.tts.base_url, check_http_url)
     if cfg.tts.engine == "openai" and not cfg.tts.base_url:
         out.append(("tts.engine", "is openai but tts.base_url (the speech server's URL) is not set"))
+    out += remote_problems("stt", cfg.stt.engine, cfg.stt.urls)
+    out += remote_problems("tts", cfg.tts.engine, cfg.tts.urls)
     out += mqtt_problems(cfg.mqtt)
+    return out
+
+
+# Remote engines that take a list of endpoints, and the schemes each speaks. (The OpenAI TTS engine takes
+# one tts.base_url, checked above.)
+_REMOTE_SCHEMES = {
+    ("stt", "wyoming"): ("tcp", "unix"),
+    ("stt", "openai"): ("http", "https"),
+    ("tts", "wyoming"): ("tcp", "unix"),
+}
+
+
+def remote_problems(section: str, engine: str, urls: list[str]) -> list[tuple[str, str]]:
+    """A remote STT/TTS engine needs at least one endpoint, each with a scheme that engine speaks."""
+    schemes = _REMOTE_SCHEMES.get((section, engine))
+    if schemes is None:
+        return []
+    if not urls:
+        return [(f"{section}.urls", f"engine {engine!r} needs at least one server in {section}.urls")]
+    out = []
+    for url in urls:
+        try:
+            parts = _split(url)
+        except ValueError as exc:
+            out.append((f"{section}.urls", str(exc)))
+            continue
+        if parts.scheme not in schemes:
+            wanted = " or ".join(f"{s}://..." for s in schemes)
+            out.append((f"{section}.urls", f"{redact_url(url)!r} is not a {engine} endpoint (use {wanted})"))
     return out

@@ -39,10 +39,12 @@ class Engines:
         except ImportError as exc:
             raise EngineUnavailable(f"{exc.name} is missing: pip install 'companion[stt,tts]'") from exc
 
+        from companion.remote.factory import remote_stt, remote_tts
+
         t0 = time.monotonic()
         say(f"loading speech recognition ({config.stt.model}) and voice ({config.tts.engine})...")
         try:
-            stt = WhisperSTT(
+            stt = remote_stt(config) or WhisperSTT(
                 config.stt.model, compute_type=config.stt.compute_type, cpu_threads=config.stt.threads
             )
             tts_options: dict[str, object] = {}
@@ -50,10 +52,15 @@ class Engines:
                 tts_options["voice"] = config.tts.voice
             if config.tts.engine == "openai":
                 tts_options.update(base_url=config.tts.base_url, model=config.tts.model)
-            tts = create_tts(config.tts.engine, **tts_options)
+            tts = remote_tts(config) or create_tts(config.tts.engine, **tts_options)
             await asyncio.gather(asyncio.to_thread(stt.load), asyncio.to_thread(tts.load))
         except (ModelNotAvailable, VoiceNotAvailable) as exc:
             raise EngineUnavailable(str(exc)) from exc
+        remote = [engine for engine in (stt, tts) if hasattr(engine, "astart")]
+        if remote:  # remote servers: check them (one that is down is retried, not fatal); no warm-up
+            await asyncio.gather(*(engine.astart() for engine in remote))
+            say(f"engines ready in {time.monotonic() - t0:.1f} s")
+            return cls(stt=stt, tts=tts, llm=make_llm(config))
         # Warm both up on real speech, so the first turn does not pay for lazy initialisation (the first
         # decode of a real utterance costs ~3x a warm one).
         speech = [chunk async for chunk in tts.stream("Hello, what time is it?")]

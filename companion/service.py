@@ -151,6 +151,13 @@ class Service:
                 dev.link = link
                 dev.failures = 0
                 self._announce(link)
+                if self.config.satellite.enabled:  # Home Assistant runs the pipeline (docs/home-assistant.md)
+                    from companion.wyoming.satellite import serve_satellite
+
+                    await serve_satellite(
+                        link, self.config.satellite, list(self.devices).index(found.address.upper())
+                    )
+                    return
                 session = Session(
                     link,
                     stt=self.engines.stt,

@@ -55,10 +55,15 @@ from companion.llm.responder import PreparedReply, Responder
 from companion.llm.skills import SkillsResponder
 from companion.llm.timers import Timers
 from companion.protocol import Button, DeviceState, PlaybackEvent
+from companion.remote.errors import SpeechServiceUnavailable
 from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
 from companion.tts.chunker import SentenceChunker
 
 log = logging.getLogger(__name__)
+
+# Said when every remote speech-recognition server fails for a turn; at most once per STT_FALLBACK_EVERY_S.
+STT_FALLBACK_LINE = "Sorry, I can't reach speech recognition right now."
+STT_FALLBACK_EVERY_S = 4.0
 
 _BARGE_BUTTONS = {Button.TAP, Button.PRESS, Button.DOUBLE_TAP}
 
@@ -194,6 +199,7 @@ class Session:
         self._listening = self.mode == "hands_free"
         self._mute_mic_until = 0.0
         self._announce_lock = asyncio.Lock()
+        self._stt_fallback_at = -STT_FALLBACK_EVERY_S
 
     # -- running -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -279,14 +285,38 @@ class Session:
 
     # -- turns -------------------------------------------------------------------------------------
     async def _handle_turns(self) -> None:
-        assert self._detector is not None
-        async for event in self._detector:
-            if isinstance(event, SpeechStarted):
-                await self._on_speech_started()
-            elif isinstance(event, Hypothesis):
-                await self._speculate(event.text)
-            elif isinstance(event, Turn):
-                await self._on_turn(event)
+        while True:
+            assert self._detector is not None
+            try:
+                async for event in self._detector:
+                    if isinstance(event, SpeechStarted):
+                        await self._on_speech_started()
+                    elif isinstance(event, Hypothesis):
+                        await self._speculate(event.text)
+                    elif isinstance(event, Turn):
+                        await self._on_turn(event)
+                return
+            except SpeechServiceUnavailable as exc:
+                await self._on_stt_unavailable(exc)
+
+    async def _on_stt_unavailable(self, exc: SpeechServiceUnavailable) -> None:
+        """Every remote STT server failed: say so (once per few seconds) and listen again with a fresh
+        detector, whose next turn tries every server anew."""
+        log.error("%s: speech recognition unavailable: %s", self.device, exc)
+        self.hub.publish(ErrorEvent(self.device, str(exc)))
+        old, self._detector = (
+            self._detector,
+            TurnDetector.from_config(self.stt, self.config.turn, recognised=self._recognised),
+        )
+        if old is not None:
+            await old.aclose()
+        await self._drop_speculation()
+        now = time.monotonic()
+        if now - self._stt_fallback_at >= STT_FALLBACK_EVERY_S:
+            self._stt_fallback_at = now
+            self._spawn(self.say(STT_FALLBACK_LINE, intent="stt-unavailable"), "stt-fallback")
+        else:
+            self._set_state(DeviceState.IDLE)
 
     async def _on_speech_started(self) -> None:
         if self.state in (DeviceState.SPEAKING, DeviceState.THINKING) and self._reply_task is not None:
