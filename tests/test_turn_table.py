@@ -190,7 +190,9 @@ async def test_open_transcript_the_voice_calls_unfinished_is_held():
 
 async def test_a_pause_the_voice_calls_unfinished_joins_the_rest_into_one_turn():
     model = ScriptedModel({1: 0.08, 2: 0.9})
-    stt = ScriptedSTT({1: "If the reader will excuse me.", 2: "If the reader will excuse me, I will say nothing."})
+    stt = ScriptedSTT(
+        {1: "If the reader will excuse me.", 2: "If the reader will excuse me, I will say nothing."}
+    )
     r = await run(detector(stt, model), quiet(0.3), speech(1.5), quiet(0.7), speech(1.5), quiet(1.5))
     [turn] = r.turns
     assert turn.text.endswith("say nothing.") and turn.reason == "audio"
