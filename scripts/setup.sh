@@ -21,6 +21,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
+# The audio end-of-turn model (Smart Turn v3, BSD-2): one file taken from the pipecat-ai wheel into
+# companion's data dir (pipecat itself is not installed). Without it the end of turn uses the words alone.
+smart_turn_model() {
+  .venv/bin/python -m companion.stt.smart_turn install >/dev/null \
+    || echo "setup: Smart Turn model not installed (end of turn from the transcript alone)" >&2
+}
+
 python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   if ! "$python_bin" -m venv .venv 2>/dev/null; then
@@ -37,6 +44,7 @@ case "$job" in
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
       .venv/bin/pip install -q -e '.[stt,tts,llm]' >&2 && touch "$stamp"
     fi
+    smart_turn_model
     exec .venv/bin/companion demo "$@"
     ;;
   test)
@@ -46,6 +54,7 @@ case "$job" in
       echo "setup: pip install -e .[test] (building llama-cpp-python takes ~5 min the first time)" >&2
       .venv/bin/pip install -q -e '.[test]' >&2 && touch "$stamp"
     fi
+    smart_turn_model
     exec bash scripts/run-tests.sh "$@"
     ;;
   *)
