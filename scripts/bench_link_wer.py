@@ -95,7 +95,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(
-        f"WER stock clean {result['wer_stock_clean']}%, ours clean {result['wer_clean']}%, through the link ({args.codec}, {args.loss:.0%} loss) "
+        f"WER stock clean {result['wer_stock_clean']}%, ours clean {result['wer_clean']}%, "
+        f"through the link ({args.codec}, {args.loss:.0%} loss) "
         f"{result['wer_link']}%; {result['packets_lost']} packets lost, "
         f"{result['frames_concealed']} frames concealed; {result['repeats']} transcripts with a repeat"
     )
