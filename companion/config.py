@@ -70,6 +70,11 @@ class TurnConfig(_Section):
     fallback_ms: int = Field(1200, ge=200, le=10000)
     # Short transcripts the skills do not recognise wait this much silence (0: off): see stt/turn.py.
     unsure_ms: int = Field(1000, ge=0, le=10000)
+    # Unsure transcripts ask the audio end-of-turn model (Smart Turn v3, when installed: see
+    # companion/stt/smart_turn.py) whether the voice sounds finished; P >= the threshold ends the turn.
+    smart_turn: bool = True
+    smart_turn_model: str | None = None  # a .onnx path; default: the installed copy, if any
+    smart_turn_threshold: float = Field(0.5, gt=0, lt=1)
     preroll_ms: int = Field(300, ge=0, le=2000)
     max_utterance_s: float = Field(30.0, gt=1, le=120)
 

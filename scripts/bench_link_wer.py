@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from companion.stt import WhisperSTT
 from companion.stt.text import word_errors
+from companion.stt.whisper import has_repeat
 from companion.transcribe import through_headset
 from tests.fixtures.speech import load_manifest
 
@@ -28,15 +29,21 @@ async def run(args) -> dict:
     stt = WhisperSTT("tiny.en")
     await asyncio.to_thread(stt.load)
     rows = []
-    clean_err = link_err = words = 0
+    clean_err = link_err = stock_err = words = 0
+    repeats = 0  # link transcripts with a word or phrase twice in a row that the reference does not have
     lost = sent = concealed = 0
     for utt in load_manifest()[: args.limit]:
         pcm = utt.pcm()
         clean = await stt.atranscribe(pcm)
+        stock = await asyncio.to_thread(stt.transcribe_stock, pcm)
         heard, counters = await through_headset(pcm, codec=args.codec, loss=args.loss)
         carried = await stt.atranscribe(heard)
         e_clean, n = word_errors(utt.transcript, clean.text)
         e_link, _ = word_errors(utt.transcript, carried.text)
+        e_stock, _ = word_errors(utt.transcript, stock.text)
+        repeated = has_repeat(carried.text) and not has_repeat(utt.transcript)
+        repeats += repeated
+        stock_err += e_stock
         clean_err += e_clean
         link_err += e_link
         words += n
@@ -50,20 +57,28 @@ async def run(args) -> dict:
                 "link": carried.text,
                 "errors_clean": e_clean,
                 "errors_link": e_link,
+                "errors_stock": e_stock,
+                "repeat": repeated,
                 "words": n,
             }
         )
-        print(f"{utt.path.name:<18} clean {e_clean:>2}  link {e_link:>2}  / {n}", file=sys.stderr)
+        print(
+            f"{utt.path.name:<18} stock {e_stock:>2}  clean {e_clean:>2}  link {e_link:>2}  / {n}"
+            + ("  (repeat)" if repeated else ""),
+            file=sys.stderr,
+        )
     stt.close()
     return {
         "codec": args.codec,
         "loss": args.loss,
         "utterances": len(rows),
+        "wer_stock_clean": round(100 * stock_err / words, 2),
         "wer_clean": round(100 * clean_err / words, 2),
         "wer_link": round(100 * link_err / words, 2),
         "packets_lost": lost,
         "packet_loss_measured": round(lost / max(sent, 1), 4),
         "frames_concealed": concealed,
+        "repeats": repeats,
         "rows": rows,
     }
 
@@ -80,9 +95,10 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(
-        f"WER clean {result['wer_clean']}%, through the link ({args.codec}, {args.loss:.0%} loss) "
+        f"WER stock clean {result['wer_stock_clean']}%, ours clean {result['wer_clean']}%, "
+        f"through the link ({args.codec}, {args.loss:.0%} loss) "
         f"{result['wer_link']}%; {result['packets_lost']} packets lost, "
-        f"{result['frames_concealed']} frames concealed"
+        f"{result['frames_concealed']} frames concealed; {result['repeats']} transcripts with a repeat"
     )
 
 

@@ -52,6 +52,24 @@ HESITANT = (
     ("Turn the volume", "up a bit."),  # "turn the volume" alone reads like a whole command
 )
 HESITATION_S = 0.5
+# --set use: speech that looks like use. Real human recordings from tests/data/speech, chosen by rule, not by
+# result: every recording except the LJSpeech excerpts that stop mid-sentence (a wearer would go on talking:
+# no single expected turn) and the two with pauses over 1 s inside. "human-pause" are those whose own
+# pauses inside the sentence last 250 ms - 1 s (Silero, 32 ms windows); each is one expected turn. Open
+# questions and commands no skill knows are piper-made (labelled "open-synth"): the set has no recordings
+# of them.
+MID_SENTENCE = {"speechbrain_1.wav", "coquitts_3.wav", "coquitts_4.wav", "coquitts_6.wav", "coquitts_7.wav"}
+LONG_PAUSES = {"mfa_10.wav", "mfa_13.wav"}
+HUMAN_PAUSE = {
+    "coquitts_1.wav", "coquitts_5.wav", "lhotse_2.wav", "mfa_2.wav", "mfa_4.wav", "mfa_6.wav", "mfa_9.wav",
+    "mfa_20.wav", "mfa_21.wav", "mfa_23.wav",
+}  # fmt: skip
+OPEN_SYNTH = (
+    "What's the capital of France?",
+    "Call my sister.",
+    "Go forward ten meters.",
+    "Tell me something about the moon.",
+)
 SPEECH_DIR = Path(os.environ.get("COMPANION_SPEECH_DIR") or ROOT / "tests" / "data" / "speech")
 REPLY_TIMEOUT_S = 20.0
 QUIET_S = 0.8  # the speaker must stay idle this long before a reply counts as finished
@@ -75,7 +93,7 @@ def _write_wav(path: Path, pcm: np.ndarray) -> None:
         w.writeframes(pcm.astype("<i2").tobytes())
 
 
-async def make_utterances(out: Path, human: int) -> list[Utterance]:
+async def make_utterances(out: Path, human: int, which: str = "commands") -> list[Utterance]:
     """Synthesise the questions once (so both systems hear identical audio) and pick the human speech."""
     from companion.tts.base import synthesize
     from companion.tts.piper_tts import PiperTTS
@@ -83,6 +101,15 @@ async def make_utterances(out: Path, human: int) -> list[Utterance]:
     tts = PiperTTS()
     await asyncio.to_thread(tts.load)
     utterances: list[Utterance] = []
+    if which == "use":
+        try:
+            for i, text in enumerate(OPEN_SYNTH):
+                path = out / f"open_{i}.wav"
+                _write_wav(path, await synthesize(tts, text))
+                utterances.append(Utterance("open-synth", text, path))
+        finally:
+            await tts.aclose()
+        return utterances + await asyncio.to_thread(use_speech)
     try:
         for i, text in enumerate(QUESTIONS):
             path = out / f"question_{i}.wav"
@@ -106,6 +133,18 @@ def human_speech(n: int) -> list[Utterance]:
             key=lambda r: r["file"],
         )
     return [Utterance("human", r["transcript"], SPEECH_DIR / r["file"]) for r in rows[:n]]
+
+
+def use_speech() -> list[Utterance]:
+    """The real recordings of `--set use`, in manifest order, interleaved finished / with pauses."""
+    with open(SPEECH_DIR / "manifest.tsv", newline="") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["file"] not in MID_SENTENCE | LONG_PAUSES]
+    return [
+        Utterance(
+            "human-pause" if r["file"] in HUMAN_PAUSE else "human", r["transcript"], SPEECH_DIR / r["file"]
+        )
+        for r in rows
+    ]
 
 
 # ------------------------------------------------------------------------------------- one system, one round
@@ -317,7 +356,7 @@ def summarise(rounds: list[dict]) -> dict:
         turns = [t for r in runs for t in r["turns"]]
         on_time = [t["latency_ms"] for t in turns if t["latency_ms"] is not None and not t["answered_early"]]
         by_kind = {}
-        for kind in ("question", "hesitant", "human"):
+        for kind in ("question", "hesitant", "human", "human-pause", "open-synth"):
             vals = [
                 t["latency_ms"]
                 for t in turns
@@ -359,7 +398,7 @@ def print_table(summary: dict, rounds: int) -> None:
     print(f"\nside by side, {rounds} round(s), voice-to-voice from the headset recordings (ms):")
     print(
         f"{'':<12}{'p50':>8}{'p95':>8}{'n':>5}{'early':>7}{'none':>6}{'question':>10}{'hesitant':>10}"
-        f"{'human':>8}{'CPU %':>7}{'RSS MB':>8}"
+        f"{'human':>8}{'h-pause':>9}{'open':>7}{'CPU %':>7}{'RSS MB':>8}"
     )
     systems = [s for s in SYSTEMS if s in summary]
     for system in systems:
@@ -372,6 +411,7 @@ def print_table(summary: dict, rounds: int) -> None:
         print(
             f"{system:<12}{f(v['p50']):>8}{f(v['p95']):>8}{v['n']:>5}{s['answered_early']:>7}{s['unanswered']:>6}"
             f"{f(k['question']['p50']):>10}{f(k['hesitant']['p50']):>10}{f(k['human']['p50']):>8}"
+            f"{f(k['human-pause']['p50']):>9}{f(k['open-synth']['p50']):>7}"
             f"{s['cpu_percent_of_one_core']:>7}{s['rss_mb_max']:>8}"
         )
     if r := summary.get("ratio_pipecat_over_companion"):
@@ -387,6 +427,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="rounds; each runs both systems (default 3)")
     p.add_argument("--human", type=int, default=4, help="human read-speech utterances per round (default 4)")
+    p.add_argument(
+        "--set",
+        choices=("commands", "use"),
+        default="commands",
+        help="commands: skill questions, hesitations, --human recordings; use: real speech as in use",
+    )
     p.add_argument("--pause", type=float, default=1.0, help="seconds between a reply and the next utterance")
     p.add_argument("--recordings", help="keep each round's stereo conversation recording in this folder")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -411,7 +457,7 @@ def main() -> None:
     if args.recordings:
         Path(args.recordings).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="companion-vs-pipecat-") as tmp:
-        utterances = asyncio.run(make_utterances(Path(tmp), args.human))
+        utterances = asyncio.run(make_utterances(Path(tmp), args.human, args.set))
         spec = Path(tmp) / "utterances.json"
         spec.write_text(
             json.dumps([{"kind": u.kind, "text": u.text, "path": str(u.path)} for u in utterances])

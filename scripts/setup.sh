@@ -39,6 +39,13 @@ llama_wheels() {
   echo "$dir"
 }
 
+# The audio end-of-turn model (Smart Turn v3, BSD-2): one file taken from the pipecat-ai wheel into
+# companion's data dir (pipecat itself is not installed). Without it the end of turn uses the words alone.
+smart_turn_model() {
+  .venv/bin/python -m companion.stt.smart_turn install >/dev/null \
+    || echo "setup: Smart Turn model not installed (end of turn from the transcript alone)" >&2
+}
+
 python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   if ! "$python_bin" -m venv .venv 2>/dev/null; then
@@ -55,6 +62,7 @@ case "$job" in
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$constraints" -nt "$stamp" ]; then
       .venv/bin/pip install -q -c "$constraints" -e '.[stt,tts,llm]' >&2 && touch "$stamp"
     fi
+    smart_turn_model
     exec .venv/bin/companion demo "$@"
     ;;
   test)
@@ -66,6 +74,7 @@ case "$job" in
       .venv/bin/pip install -q -c "$constraints" --find-links "$wheels" --only-binary llama-cpp-python \
         -e '.[test]' >&2 && touch "$stamp"
     fi
+    smart_turn_model
     exec bash scripts/run-tests.sh "$@"
     ;;
   *)

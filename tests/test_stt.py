@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from companion.stt.text import normalize, number_to_words, wer, word_errors
-from companion.stt.whisper import ModelNotAvailable, WhisperSTT, drop_restart, trim_loop
+from companion.stt.whisper import ModelNotAvailable, WhisperSTT, drop_restart, has_repeat, trim_loop
 
 # 2-8 s utterances: read speech and conversational takes.
 SAMPLE = [
@@ -156,6 +156,38 @@ def test_trim_loop_cuts_rereads_but_keeps_spoken_repetition():
     assert drop_restart("What time is it? What time") == "What time is it?"
     assert drop_restart("Thanks. All right, thanks") == "Thanks. All right, thanks"  # not a restart
     assert drop_restart("Stop.") == "Stop."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("said", "heard"),
+    [
+        ("Yes.", "yes"),
+        ("No.", "no"),
+        ("Stop.", "stop"),
+        ("Five five.", "five five"),
+        ("Seven.", "seven"),
+        ("No no.", "no no"),
+        ("Sarah.", "sarah"),
+        ("Cancel.", "cancel"),
+    ],
+)
+@pytest.mark.parametrize("seconds", [1.0, 1.5])
+def test_short_answers_survive(whisper_stt, synth_speech, said, heard, seconds):
+    """A confirmation in a one-second clip (as `companion transcribe` or a short turn gives it): never
+    empty, never a digit dropped or looped ("five five" as "5" or "5 5 5 5")."""
+    speech = synth_speech(said)
+    pad = max(0, int(seconds * 16000) - len(speech))
+    clip = np.concatenate([np.zeros(pad // 2, np.int16), speech, np.zeros(pad - pad // 2, np.int16)])
+    result = whisper_stt.transcribe(clip)
+    assert normalize(result.text) == heard, result
+
+
+def test_has_repeat_spots_words_said_twice_in_a_row():
+    assert has_repeat("5 5") and has_repeat("No, no.") and has_repeat("Yes. Yes.")
+    assert has_repeat("turn it up turn it up") and has_repeat("Montreal forced, forced aligner")
+    assert not has_repeat("Yes.") and not has_repeat("1, 2, 3") and not has_repeat("")
+    assert not has_repeat("ten of clubs") and not has_repeat("a b a b a", longest=1)
 
 
 def test_normalize_and_wer():

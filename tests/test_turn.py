@@ -89,15 +89,20 @@ class _Context:
         return datetime(2026, 11, 28, 15, 0)
 
 
-def skills_detector(stt: WhisperSTT, unsure_ms: float = 1000) -> TurnDetector:
-    """A detector that holds short transcripts the real skills do not recognise, as the session's does."""
+def skills_detector(
+    stt: WhisperSTT, unsure_ms: float = 1000, end_model=None, fallback_ms: float = 1200
+) -> TurnDetector:
+    """A detector that holds short transcripts the real skills do not recognise, as the session's does
+    (text cues only, unless an audio end-of-turn model is given)."""
     skills = SkillsResponder(_Context())  # type: ignore[arg-type]
 
     def recognised(text: str) -> bool:
         reply = skills.match(text)
         return reply is not None and not reply.incomplete
 
-    return make_detector(stt, unsure_ms=unsure_ms, recognised=recognised)
+    return make_detector(
+        stt, fallback_ms=fallback_ms, unsure_ms=unsure_ms, recognised=recognised, end_model=end_model
+    )
 
 
 # --- completeness heuristic (pure) -----------------------------------------------------------------
@@ -246,6 +251,36 @@ async def test_recognised_command_and_long_sentences_are_not_held(whisper_stt, s
     assert normalize(turns[0].text) == "what time is it", events
     assert all(t.reason == "complete" for t in turns), turns
     assert all(t.t_end_of_turn - t.t_end_of_speech < 0.6 for t in turns), turns
+
+
+def human(speech_set, name: str) -> np.ndarray:
+    return next(u for u in speech_set if u.path.name == name).pcm()
+
+
+@pytest.mark.slow
+async def test_finished_human_sentence_no_skill_knows_ends_on_the_voice(whisper_stt, smart_turn, speech_set):
+    """ "Montreal forced aligner": short and unknown, the words alone would hold it; the voice ends it.
+
+    The hold is long here so that a loaded machine (STT and model slower than the hold) cannot turn the
+    model's answer into a timeout: how soon it ends is for the benchmarks to measure.
+    """
+    audio = np.concatenate([silence(0.3), human(speech_set, "mfa_1.wav"), silence(3.0)])
+    events = await collect(skills_detector(whisper_stt, 3000, smart_turn, fallback_ms=3000), audio)
+    turns = [e for e in events if isinstance(e, Turn)]
+    assert len(turns) == 1, events
+    assert turns[0].reason == "audio" and turns[0].p_complete > 0.5, turns
+    assert turns[0].t_end_of_turn - turns[0].t_end_of_speech < 3.0
+
+
+@pytest.mark.slow
+async def test_human_pause_inside_a_sentence_is_one_turn_with_the_voice(whisper_stt, smart_turn, speech_set):
+    """ "... and I think this is probably good [350 ms] alright thanks": the first part reads complete
+    (the words alone answer it early); the voice says unfinished, so the turn waits and takes both."""
+    audio = np.concatenate([silence(0.3), human(speech_set, "mfa_23.wav"), silence(2.5)])
+    events = await collect(skills_detector(whisper_stt, end_model=smart_turn), audio)
+    turns = [e for e in events if isinstance(e, Turn)]
+    assert len(turns) == 1, events
+    assert "thanks" in normalize(turns[0].text), turns
 
 
 @pytest.mark.slow

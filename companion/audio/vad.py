@@ -345,6 +345,11 @@ class Endpointer:
             return 0.0
         return self._ring.time_of(self._ring.end)
 
+    @property
+    def stream_end(self) -> int:
+        """Stream sample index one past the newest sample fed."""
+        return self._ring.end
+
     def time_of(self, sample: int) -> float:
         """Audio-clock time of a stream sample index."""
         return self._ring.time_of(sample)

@@ -11,6 +11,12 @@ transcribes as "What is that?", "turn the volume ... up" as "Turn the volume." G
 check (the session passes its skills' matcher), a short transcript that nothing recognises is held
 for `unsure_ms` of silence before the turn ends; a recognised command still ends at once.
 
+Where the words leave the end unsure (a complete-looking sentence that no skill recognises: an open
+question, an unknown command, or a hesitation's first half), an audio end-of-turn model (`SmartTurn`, given
+as `end_model`) reads the voice: "finished" ends the turn at the normal silence, "not finished" holds it
+`unsure_ms`. Without the model, short unsure transcripts are held and longer ones end (text only). The
+full table is `TurnDetector._decide`.
+
 All times are seconds on the audio clock of the frames given to `feed`. Between frames the clock is
 extrapolated with the wall clock, which is exact for a live stream.
 """
@@ -23,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,13 +37,32 @@ from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechRes
 from companion.stt.text import looks_complete
 from companion.stt.whisper import Transcript, WhisperSTT
 
-__all__ = ["UNSURE_MAX_WORDS", "Hypothesis", "Turn", "TurnDetector", "TurnEvent"]
+__all__ = ["UNSURE_MAX_WORDS", "EndModel", "Hypothesis", "Turn", "TurnDetector", "TurnEvent", "text_cue"]
 
 log = logging.getLogger(__name__)
 
 # Transcripts up to this many words that `recognised` rejects wait `unsure_ms`: hesitation fragments
 # that read complete are short ("what is that", "turn the volume"); long sentences are not held.
 UNSURE_MAX_WORDS = 5
+
+
+class EndModel(Protocol):
+    """An audio end-of-turn model (`companion.stt.smart_turn.SmartTurn`)."""
+
+    async def aprobability(self, pcm: np.ndarray) -> float: ...
+
+
+def text_cue(text: str, recognised: Callable[[str], bool] | None) -> str:
+    """What the words say about the end of the turn: "empty" (no words), "fragment" (cannot end there:
+    "set a timer for"), "command" (a skill understands it outright) or "open" (reads complete, but nothing
+    recognises it: an open question, an unknown command, or a hesitation's first half)."""
+    if not text.strip():
+        return "empty"
+    if not looks_complete(text):
+        return "fragment"
+    if recognised is not None and recognised(text):
+        return "command"
+    return "open"
 
 
 @dataclass(frozen=True)
@@ -56,8 +81,9 @@ class Turn:
     `t_end_of_turn` is when the turn was decided, `t_stt_done` when its transcript was ready (often
     before the end of the turn: it was made speculatively at the pause); `stt_ms` is the
     transcription's own duration. `reason`: "complete", "held" (short and unrecognised, then
-    `unsure_ms` of silence), "fallback" (a fragment, then `fallback_ms` of silence) or "forced"
-    (`end_turn()`, or the utterance reached its maximum length).
+    `unsure_ms` of silence), "fallback" (a fragment, then `fallback_ms` of silence), "audio" (unsure
+    words, the audio model said finished) or "forced" (`end_turn()`, or the utterance reached its maximum
+    length). `p_complete`: the audio model's answer, when it was asked.
     """
 
     text: str
@@ -67,6 +93,7 @@ class Turn:
     stt_ms: float
     t_stt_done: float
     reason: str = "complete"
+    p_complete: float | None = None
 
 
 TurnEvent = Hypothesis | Turn | SpeechStarted
@@ -84,6 +111,10 @@ class _Job:
     t_done: float = 0.0
     offered: bool = False  # a Hypothesis went out for it
     task: asyncio.Task[None] | None = None
+    cue: str = ""  # text_cue() of the result
+    p_complete: float | None = None  # the audio model's answer, if asked
+    t_model_done: float = 0.0
+    model_task: asyncio.Task[None] | None = None
 
 
 @dataclass(eq=False)
@@ -119,10 +150,17 @@ class TurnDetector:
 
     @classmethod
     def from_config(
-        cls, stt: WhisperSTT, turn: Any, *, recognised: Callable[[str], bool] | None = None
+        cls,
+        stt: WhisperSTT,
+        turn: Any,
+        *,
+        recognised: Callable[[str], bool] | None = None,
+        end_model: EndModel | None = None,
     ) -> TurnDetector:
         """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
-        unsure_ms, preroll_ms, max_utterance_s)."""
+        unsure_ms, preroll_ms, max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold).
+
+        The audio model is the installed Smart Turn unless `end_model` is given or `smart_turn` is off."""
         if turn.speculate_ms > turn.end_silence_ms:
             raise ValueError(
                 f"turn.speculate_ms ({turn.speculate_ms}) must not exceed turn.end_silence_ms "
@@ -136,8 +174,18 @@ class TurnDetector:
             max_utterance_s=turn.max_utterance_s,
             history_s=max(60.0, 2 * turn.max_utterance_s),
         )
+        if end_model is None and getattr(turn, "smart_turn", False) and turn.unsure_ms:
+            from companion.stt.smart_turn import SmartTurn
+
+            end_model = SmartTurn.shared(getattr(turn, "smart_turn_model", None))
         return cls(
-            stt, endpointer, fallback_ms=turn.fallback_ms, unsure_ms=turn.unsure_ms, recognised=recognised
+            stt,
+            endpointer,
+            fallback_ms=turn.fallback_ms,
+            unsure_ms=turn.unsure_ms,
+            recognised=recognised,
+            end_model=end_model,
+            threshold=getattr(turn, "smart_turn_threshold", 0.5),
         )
 
     def __init__(
@@ -148,9 +196,16 @@ class TurnDetector:
         fallback_ms: float = 1200,
         unsure_ms: float = 0,
         recognised: Callable[[str], bool] | None = None,
+        end_model: EndModel | None = None,
+        threshold: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`recognised(text)` says whether a transcript is one the assistant understands outright (a
-        skill command); with `unsure_ms` > 0, short transcripts it rejects wait that much silence."""
+        skill command). With `unsure_ms` > 0, transcripts it rejects are unsure: `end_model` (if given)
+        decides from the audio, P(finished) >= `threshold` ends the turn; otherwise, or without a model
+        for short ones, they wait `unsure_ms` of silence. `clock` is the wall clock (tests script it)."""
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold ({threshold}) must be between 0 and 1")
         if fallback_ms < endpointer.end_silence_ms:
             raise ValueError(
                 f"fallback_ms ({fallback_ms}) must be >= the endpointer's end_silence_ms "
@@ -166,19 +221,23 @@ class TurnDetector:
         self.fallback_s = fallback_ms / 1000
         self.unsure_s = unsure_ms / 1000
         self.recognised = recognised
+        self.end_model = end_model if unsure_ms else None
+        self.threshold = threshold
+        self._clock = clock
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn_start: int | None = None
         self._spec: _Job | None = None  # the transcription of the latest pause, if still current
         self._ending: _Ending | None = None
-        self._fed_at = time.monotonic()
+        self._fed_at = clock()
         self._closed = False
+        self._warmed = self.end_model is None
 
     # -- clock
 
     def now(self) -> float:
         """The audio clock now: the end of the newest frame plus the wall time since it was fed."""
-        return self.endpointer.now + (time.monotonic() - self._fed_at)
+        return self.endpointer.now + (self._clock() - self._fed_at)
 
     # -- input
 
@@ -186,8 +245,11 @@ class TurnDetector:
         """Consume one frame (int16 mono 16 kHz) that starts at audio time `t`."""
         if self._closed:
             raise RuntimeError("TurnDetector is closed")
+        if not self._warmed:
+            self._warmed = True
+            self._own(self._warm(), "turn-model-load")
         events = self.endpointer.feed(frame, t)
-        self._fed_at = time.monotonic()
+        self._fed_at = self._clock()
         for ev in events:
             self._on_speech_event(ev)
         self._check_fallback()
@@ -232,21 +294,38 @@ class TurnDetector:
             if job.result is not None:
                 self._decide(self._ending, ev.t_decided)
 
-    # -- transcription jobs
+    # -- transcription and audio-model jobs
+
+    def _own(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _warm(self) -> None:
+        aload = getattr(self.end_model, "aload", None)
+        if aload is None:
+            return
+        try:
+            await aload()
+        except Exception as e:  # a broken model file: say so once, go on with text cues only
+            log.warning("audio end-of-turn model unusable, text cues only: %s", e)
+            self.end_model = None
 
     def _start_job(self, end: int, t_end_of_speech: float) -> _Job:
         assert self._turn_start is not None
         audio = self.endpointer.audio(self._turn_start, end)
         job = _Job(self._turn_start, end, t_end_of_speech, audio)
-        job.task = asyncio.get_running_loop().create_task(self._transcribe(job), name="turn-stt")
-        self._tasks.add(job.task)
-        job.task.add_done_callback(self._tasks.discard)
+        job.task = self._own(self._transcribe(job), "turn-stt")
         return job
 
     def _drop_spec(self) -> None:
         job, self._spec = self._spec, None
-        if job is not None and job.task is not None and not job.task.done():
-            job.task.cancel()  # a queued request is dropped; a running one finishes, unheard
+        if job is None:
+            return
+        for task in (job.task, job.model_task):
+            if task is not None and not task.done():
+                task.cancel()  # a queued request is dropped; a running one finishes, unheard
 
     async def _transcribe(self, job: _Job) -> None:
         try:
@@ -259,6 +338,12 @@ class TurnDetector:
         job.t_done = self.now()
         if self._closed or job is not self._spec:
             return  # stale: the wearer spoke again
+        job.cue = text_cue(job.result.text, self.recognised)
+        if job.cue == "open" and self.end_model is not None:
+            # The words leave the end open: ask the voice, from the turn's start to now (the silence so
+            # far included, as the model was trained), while the endpointer's silence runs on.
+            pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
+            job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
         ending = self._ending
         if ending is not None and ending.job is job:
             self._decide(ending, max(ending.t_decided, job.t_done))
@@ -266,30 +351,66 @@ class TurnDetector:
             job.offered = True
             self._emit(Hypothesis(job.result.text, job.t_end_of_speech))
 
+    async def _ask_model(self, job: _Job, pcm: np.ndarray) -> None:
+        assert self.end_model is not None
+        try:
+            p = await self.end_model.aprobability(pcm)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the model failing must not lose the turn: the text cues decide
+            log.warning("audio end-of-turn model failed, text cues only for this turn: %s", e)
+            p = None
+        job.t_model_done = self.now()
+        job.p_complete = p
+        if p is None:
+            job.cue = "open-text"
+        ending = self._ending
+        if not self._closed and job is self._spec and ending is not None and ending.job is job:
+            self._decide(ending, max(ending.t_decided, job.t_model_done))
+
     # -- decisions
 
     def _decide(self, ending: _Ending, t: float) -> None:
-        result = ending.job.result
+        """The decision table, once the endpointer's silence has run out and the words are known.
+
+        | words (text_cue)   | audio model                  | decision                                  |
+        |--------------------|------------------------------|-------------------------------------------|
+        | any (forced)       | -                            | end now ("forced")                        |
+        | empty              | -                            | no turn                                   |
+        | fragment           | not asked                    | wait `fallback_ms` of silence ("fallback")|
+        | command            | not asked                    | end now ("complete")                      |
+        | open               | P >= threshold               | end now ("audio")                         |
+        | open               | P < threshold                | wait `unsure_ms` ("held")                 |
+        | open               | still running                | wait for it, at most `unsure_ms`          |
+        | open, no model     | -                            | short (<= 5 words): wait `unsure_ms`,     |
+        |                    |                              | longer: end now ("complete")              |
+        """
+        job = ending.job
+        result = job.result
         assert result is not None
+        cue = job.cue or text_cue(result.text, self.recognised)
         if ending.forced:
             self._finish(ending, t, "forced")
-        elif looks_complete(result.text):
-            if self._unsure(result.text):
-                log.debug("%r: short and unrecognised, held for more speech", result.text)
-                self._wait(ending, self.unsure_s, "held")
-            else:
-                self._finish(ending, t, "complete")
-        elif not result.text:
+        elif cue == "empty":
             log.debug("speech without words (noise?): no turn")
             self._reset()
-        else:
+        elif cue == "fragment":
             self._wait(ending, self.fallback_s, "fallback")
-
-    def _unsure(self, text: str) -> bool:
-        """Whether a complete-looking transcript may still be a hesitation's first half."""
-        if not self.unsure_s or self.recognised is None or len(text.split()) > UNSURE_MAX_WORDS:
-            return False
-        return not self.recognised(text)
+        elif cue == "command" or not self.unsure_s:
+            self._finish(ending, t, "complete")
+        elif job.model_task is not None and job.p_complete is not None:
+            if job.p_complete >= self.threshold:
+                self._finish(ending, t, "audio")
+            else:
+                log.debug("%r: the voice says unfinished (P=%.2f), held", result.text, job.p_complete)
+                self._wait(ending, self.unsure_s, "held")
+        elif job.model_task is not None and cue == "open":
+            self._wait(ending, self.unsure_s, "held")  # the model's answer re-decides
+        elif self.recognised is not None and len(result.text.split()) <= UNSURE_MAX_WORDS:
+            log.debug("%r: short and unrecognised, held for more speech", result.text)
+            self._wait(ending, self.unsure_s, "held")
+        else:
+            self._finish(ending, t, "complete")
 
     def _wait(self, ending: _Ending, wait_s: float, reason: str) -> None:
         """Offer the transcript, then wait for more speech or for `wait_s` of silence."""
@@ -321,6 +442,7 @@ class TurnDetector:
                 stt_ms=job.result.stt_ms,
                 t_stt_done=job.t_done,
                 reason=reason,
+                p_complete=job.p_complete,
             )
         )
         self._reset()

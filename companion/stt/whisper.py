@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ModelNotAvailable", "Transcript", "WhisperSTT", "drop_restart", "trim_loop"]
+__all__ = ["ModelNotAvailable", "Transcript", "WhisperSTT", "drop_restart", "has_repeat", "trim_loop"]
 
 SAMPLE_RATE = 16000
 _HOP = 160  # samples per mel frame
@@ -38,6 +38,8 @@ _LOGPROB_FLOOR = -1.0
 _FIRST_CAP = (6, 5.0)  # tokens allowed in the first decode: a + b * seconds of audio
 _CHUNK_TOKENS = 12  # decode this many more tokens at a time once the first chunk is used up
 _SILENCE_PEAK = 64  # int16 peak below which audio is treated as silence without running the model
+_SHORT_S = 3.0  # clips up to this long are checked for the short window's failure modes (see _suspect)
+_SPEECH_PEAK = 0.03  # about -30 dBFS: a clip this loud that reads as silence is suspect
 # Phrases Whisper is known to invent on silence or noise; dropped only when no_speech_prob is also high.
 _SILENCE_HALLUCINATIONS = frozenset(
     {"you", "thank you", "thanks for watching", "thank you for watching", "bye", "so", "the end", "uh", "um"}
@@ -51,7 +53,8 @@ class ModelNotAvailable(RuntimeError):
 @dataclass(frozen=True)
 class Transcript:
     """One recognition result. `path` says how it was made: "fast", "fast+trim" (a loop cut), "stock",
-    or "silence" (nothing said)."""
+    "short+stock" (a short clip the fast path got suspiciously: see `WhisperSTT._suspect`), or "silence"
+    (nothing said)."""
 
     text: str
     audio_s: float
@@ -92,6 +95,19 @@ def drop_restart(text: str) -> str:
     tail = [w.strip(",.?!").lower() for w in m.group(1).split()]
     head = [w.strip(",.?!").lower() for w in text.split()[: len(tail)]]
     return text[: m.start() + 1] if tail == head else text
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def has_repeat(text: str, longest: int = 3) -> bool:
+    """Whether a word or a phrase of up to `longest` words comes twice in a row ("5 5", "no, no")."""
+    words = _WORD.findall(text.lower())
+    for k in range(1, longest + 1):
+        for i in range(len(words) - 2 * k + 1):
+            if words[i : i + k] == words[i + k : i + 2 * k]:
+                return True
+    return False
 
 
 def _as_float(pcm: np.ndarray) -> np.ndarray:
@@ -292,7 +308,21 @@ class WhisperSTT:
         if frames is None:
             return self._stock(audio, t0, progress)
         text, path, nsp = self._fast(model, audio, frames)
+        if audio_s <= _SHORT_S and self._suspect(text, audio):
+            # A short window around a short answer may lose it ("yes" scored as silence) or loop on it
+            # ("five" as "5 5 5 5"); the stock 30 s window does neither. Short audio only, so it is cheap
+            # enough, and only when the fast result looks wrong.
+            result = self._stock(audio, t0)
+            return Transcript(result.text, audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
         return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, path, nsp)
+
+    @staticmethod
+    def _suspect(text: str, audio: np.ndarray) -> bool:
+        """Whether the fast path's text for a short clip is one of its two failure modes: nothing heard
+        although the clip is as loud as speech, or a word or phrase said twice in a row."""
+        if not text:
+            return float(np.abs(audio).max(initial=0.0)) >= _SPEECH_PEAK
+        return has_repeat(text)
 
     def transcribe_stock(self, pcm: np.ndarray) -> Transcript:
         """Stock faster-whisper (30 s window, no timestamps): the baseline, and the path for long audio."""

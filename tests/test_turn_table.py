@@ -1,0 +1,309 @@
+"""The turn detector's decision table, with scripted VAD, transcripts and audio model (no real time).
+
+Speech here is a block of constant loud samples (a "burst"); the scripted VAD scores a loud window as
+speech, the scripted STT names the text by how many bursts the audio holds, the scripted model answers
+P(finished) the same way. Frames are fed as fast as the loop runs, the wall clock is frozen, so every
+time is on the audio clock and the whole table runs in milliseconds, whatever the machine's load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from companion.audio.vad import Endpointer
+from companion.stt.turn import Hypothesis, Turn, TurnDetector, text_cue
+from companion.stt.whisper import Transcript
+
+SR = 16000
+FRAME = 320
+LOUD = 6000
+
+
+class ScriptedVAD:
+    """Scores each 512-sample window: loud -> speech (0.95), quiet -> silence (0.02)."""
+
+    window = 512
+    sample_rate = SR
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = np.zeros(0, np.int16)
+        self.windows_done = 0
+
+    @property
+    def samples_done(self) -> int:
+        return self.windows_done * 512
+
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        buf = np.concatenate((self._buf, pcm))
+        n = len(buf) // 512
+        self._buf = buf[n * 512 :]
+        self.windows_done += n
+        peaks = np.abs(buf[: n * 512].reshape(n, 512).astype(np.int32)).max(axis=1)
+        return np.where(peaks > LOUD // 2, 0.95, 0.02).astype(np.float32)
+
+
+def bursts(pcm: np.ndarray) -> int:
+    """How many separate loud stretches `pcm` holds."""
+    loud = np.abs(pcm.astype(np.int32)) > LOUD // 2
+    return int(np.count_nonzero(np.diff(loud.astype(np.int8)) == 1) + loud[0])
+
+
+class ScriptedSTT:
+    """Text by the number of bursts in the audio; `gate` (if set) holds every answer until it opens."""
+
+    def __init__(self, texts: dict[int, str]) -> None:
+        self.texts = texts
+        self.calls: list[int] = []
+        self.gate: asyncio.Event | None = None
+
+    async def atranscribe(self, pcm: np.ndarray) -> Transcript:
+        n = bursts(pcm)
+        self.calls.append(n)
+        if self.gate is not None:
+            await self.gate.wait()
+        return Transcript(self.texts.get(n, ""), len(pcm) / SR, 1.0, "fast")
+
+
+class ScriptedModel:
+    """P(finished) by the number of bursts; raises for a probability of None; `gate` as above."""
+
+    def __init__(self, probs: dict[int, float | None]) -> None:
+        self.probs = probs
+        self.calls: list[int] = []
+        self.gate: asyncio.Event | None = None
+
+    async def aprobability(self, pcm: np.ndarray) -> float:
+        n = bursts(pcm)
+        self.calls.append(n)
+        if self.gate is not None:
+            await self.gate.wait()
+        p = self.probs[n]
+        if p is None:
+            raise RuntimeError("model broke")
+        return p
+
+
+def speech(seconds: float) -> np.ndarray:
+    return np.full(int(seconds * SR), LOUD, np.int16)
+
+
+def quiet(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SR), np.int16)
+
+
+COMMANDS = {"turn the volume up.", "what time is it?"}
+
+
+def detector(stt, model=None, *, unsure_ms: float = 1000, recognised=True) -> TurnDetector:
+    ep = Endpointer(ScriptedVAD(), speculate_ms=60, end_silence_ms=220, pre_roll_ms=300, tail_ms=60)
+    return TurnDetector(
+        stt,
+        ep,
+        fallback_ms=1200,
+        unsure_ms=unsure_ms,
+        recognised=(lambda t: t.lower() in COMMANDS) if recognised else None,
+        end_model=model,
+        clock=lambda: 0.0,  # frozen wall clock: now() is the audio clock
+    )
+
+
+class Run:
+    """Feeds audio to a detector frame by frame, letting its tasks run between frames."""
+
+    def __init__(self, det: TurnDetector) -> None:
+        self.det = det
+        self.t = 0.0
+        self.events: list = []
+
+    async def feed(self, pcm: np.ndarray) -> None:
+        for i in range(0, len(pcm), FRAME):
+            self.det.feed(pcm[i : i + FRAME], self.t)
+            self.t += FRAME / SR
+            for _ in range(4):
+                await asyncio.sleep(0)
+            self._drain()
+
+    def _drain(self) -> None:
+        while not self.det._queue.empty():
+            self.events.append(self.det._queue.get_nowait())
+
+    @property
+    def turns(self) -> list[Turn]:
+        return [e for e in self.events if isinstance(e, Turn)]
+
+    def wait_ms(self, turn: Turn) -> float:
+        return (turn.t_end_of_turn - turn.t_end_of_speech) * 1000
+
+
+async def run(det: TurnDetector, *parts: np.ndarray) -> Run:
+    r = Run(det)
+    try:
+        for part in parts:
+            await r.feed(part)
+    finally:
+        await det.aclose()
+    return r
+
+
+def test_text_cues():
+    known = lambda t: t.lower() in COMMANDS  # noqa: E731
+    assert text_cue("", known) == "empty"
+    assert text_cue("Set a timer for", known) == "fragment"
+    assert text_cue("If the reader will excuse me,", known) == "fragment"
+    assert text_cue("Turn the volume up.", known) == "command"
+    assert text_cue("What's the capital of France?", known) == "open"
+    assert text_cue("Turn the volume up.", None) == "open"
+
+
+async def test_command_ends_at_the_silence_without_the_model():
+    model = ScriptedModel({1: 0.0})
+    r = await run(detector(ScriptedSTT({1: "Turn the volume up."}), model), quiet(0.3), speech(1), quiet(1.5))
+    [turn] = r.turns
+    assert turn.reason == "complete" and turn.text == "Turn the volume up."
+    assert 220 <= r.wait_ms(turn) <= 260
+    assert model.calls == []  # the words were sure: the voice is not asked
+
+
+async def test_open_question_the_voice_calls_finished_ends_at_the_silence():
+    model = ScriptedModel({1: 0.93})
+    stt = ScriptedSTT({1: "What's the capital of France?"})
+    r = await run(detector(stt, model), quiet(0.3), speech(1.2), quiet(1.5))
+    [turn] = r.turns
+    assert turn.reason == "audio" and turn.p_complete == pytest.approx(0.93)
+    assert 220 <= r.wait_ms(turn) <= 260
+    assert model.calls == [1]  # asked once, at the pause (the speculative transcript was reused)
+
+
+async def test_open_transcript_the_voice_calls_unfinished_is_held():
+    model = ScriptedModel({1: 0.08})
+    r = await run(detector(ScriptedSTT({1: "What is that?"}), model), quiet(0.3), speech(0.8), quiet(1.6))
+    [turn] = r.turns
+    assert turn.reason == "held"
+    assert 1000 <= r.wait_ms(turn) <= 1040
+
+
+async def test_a_pause_the_voice_calls_unfinished_joins_the_rest_into_one_turn():
+    model = ScriptedModel({1: 0.08, 2: 0.9})
+    stt = ScriptedSTT(
+        {1: "If the reader will excuse me.", 2: "If the reader will excuse me, I will say nothing."}
+    )
+    r = await run(detector(stt, model), quiet(0.3), speech(1.5), quiet(0.7), speech(1.5), quiet(1.5))
+    [turn] = r.turns
+    assert turn.text.endswith("say nothing.") and turn.reason == "audio"
+    hypotheses = [e.text for e in r.events if isinstance(e, Hypothesis)]
+    assert "If the reader will excuse me." in hypotheses  # the first half was offered, never answered
+
+
+async def test_long_open_sentence_the_voice_calls_unfinished_is_held_too():
+    model = ScriptedModel({1: 0.2})
+    text = "I will say nothing of my antecedents."
+    r = await run(detector(ScriptedSTT({1: text}), model), quiet(0.3), speech(2), quiet(1.5))
+    assert [t.reason for t in r.turns] == ["held"]
+
+
+async def test_fragment_waits_the_fallback_and_does_not_ask_the_model():
+    model = ScriptedModel({1: 0.99})
+    r = await run(detector(ScriptedSTT({1: "Set a timer for"}), model), quiet(0.3), speech(1), quiet(1.8))
+    [turn] = r.turns
+    assert turn.reason == "fallback" and 1200 <= r.wait_ms(turn) <= 1240
+    assert model.calls == []
+
+
+async def test_model_slower_than_the_silence_ends_the_turn_when_it_answers():
+    model = ScriptedModel({1: 0.9})
+    model.gate = asyncio.Event()
+    det = detector(ScriptedSTT({1: "Call my sister."}), model)
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(1), quiet(0.5)]))
+        assert r.turns == []  # the silence ran out, the voice is not in yet
+        model.gate.set()
+        await r.feed(quiet(0.04))
+        [turn] = r.turns
+        assert turn.reason == "audio" and 500 <= r.wait_ms(turn) <= 560
+    finally:
+        await det.aclose()
+
+
+async def test_model_that_never_answers_in_time_ends_at_the_hold():
+    model = ScriptedModel({1: 0.9})
+    model.gate = asyncio.Event()  # never opened
+    r = await run(detector(ScriptedSTT({1: "Call my sister."}), model), quiet(0.3), speech(1), quiet(1.5))
+    [turn] = r.turns
+    assert turn.reason == "held" and 1000 <= r.wait_ms(turn) <= 1040
+
+
+async def test_broken_model_falls_back_to_the_text_rule():
+    model = ScriptedModel({1: None})
+    stt = ScriptedSTT({1: "Call my sister."})
+    r = await run(detector(stt, model), quiet(0.3), speech(1), quiet(1.5))
+    assert [t.reason for t in r.turns] == ["held"]  # short and unknown: the text-only hold
+    long = ScriptedSTT({1: "Please call my sister when you get home."})
+    r = await run(detector(long, ScriptedModel({1: None})), quiet(0.3), speech(2), quiet(1.5))
+    [turn] = r.turns
+    assert turn.reason == "complete" and r.wait_ms(turn) <= 260
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "wait_ms"),
+    [
+        ("What is that?", "held", 1000),  # short and unknown: may be a hesitation's first half
+        ("Please call my sister when you get home.", "complete", 220),  # long: ends
+        ("What time is it?", "complete", 220),  # a command
+    ],
+)
+async def test_text_only_without_a_model(text, reason, wait_ms):
+    r = await run(detector(ScriptedSTT({1: text})), quiet(0.3), speech(1), quiet(1.5))
+    [turn] = r.turns
+    assert turn.reason == reason and wait_ms <= r.wait_ms(turn) <= wait_ms + 40
+
+
+async def test_hold_off_never_asks_the_model():
+    model = ScriptedModel({1: 0.1})
+    r = await run(
+        detector(ScriptedSTT({1: "What is that?"}), model, unsure_ms=0), quiet(0.3), speech(1), quiet(1)
+    )
+    [turn] = r.turns
+    assert turn.reason == "complete" and model.calls == []
+
+
+async def test_empty_transcript_is_no_turn_and_end_turn_forces():
+    r = await run(detector(ScriptedSTT({})), quiet(0.3), speech(1), quiet(1.5))
+    assert r.turns == []
+    det = detector(ScriptedSTT({1: "Set a timer for"}), ScriptedModel({1: 0.1}))
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(1), quiet(0.1)]))
+        det.end_turn()
+        for _ in range(4):
+            await asyncio.sleep(0)
+        r._drain()
+        [turn] = r.turns
+        assert turn.reason == "forced"
+    finally:
+        await det.aclose()
+
+
+async def test_resumed_speech_cancels_the_speculative_model_call():
+    model = ScriptedModel({1: 0.9, 2: 0.9})
+    model.gate = asyncio.Event()
+    stt = ScriptedSTT({1: "What is that?", 2: "What is the date today?"})
+    det = detector(stt, model)
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(0.8), quiet(0.15), speech(0.8)]))
+        assert model.calls == [1]
+        model.gate.set()
+        await r.feed(quiet(1.2))
+        [turn] = r.turns
+        assert turn.text == "What is the date today?" and turn.reason == "audio"
+        assert model.calls == [1, 2]
+    finally:
+        await det.aclose()
+    assert not det._tasks
