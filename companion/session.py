@@ -25,6 +25,7 @@ from datetime import datetime
 
 import numpy as np
 
+from companion.announcements import Announcement, Announcements, Outcome
 from companion.audio import earcons
 from companion.audio.silence import trim_leading_silence
 from companion.config import Config
@@ -193,7 +194,8 @@ class Session:
         self._clock: tuple[float, float] = (0.0, time.monotonic())  # (stream time, monotonic) of latest frame
         self._listening = self.mode == "hands_free"
         self._mute_mic_until = 0.0
-        self._announce_lock = asyncio.Lock()
+        self.announcements = Announcements(self._play_announcement, lambda: self.speaker.connected)
+        self._link_was_connected = link.connected
 
     # -- running -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -209,8 +211,10 @@ class Session:
                         self._handle_link_events(self.speaker), name=f"speaker-events-{self.device}"
                     )
                 tg.create_task(self._write_led(), name=f"led-{self.device}")
+                tg.create_task(self.announcements.run(), name=f"announcements-{self.device}")
                 self.hub.publish(Availability(self.device, self.link.connected))
-                await self.link.set_volume(self.volume)
+                with contextlib.suppress(LinkError):
+                    await self.link.set_volume(self.volume)
         finally:
             await self._shutdown()
 
@@ -290,7 +294,7 @@ class Session:
     async def _on_speech_started(self) -> None:
         if self.state in (DeviceState.SPEAKING, DeviceState.THINKING) and self._reply_task is not None:
             if self.link.info.has_aec and self.config.session.voice_barge_in:
-                await self.barge_in("voice")
+                await self.barge_in("voice", clear=False)
             return
         await self._drop_speculation()
         self._set_state(DeviceState.LISTENING)
@@ -367,6 +371,7 @@ class Session:
             interrupted = True
             log.warning("%s: reply not delivered: %s", self.device, exc)
             self.hub.publish(ErrorEvent(self.device, str(exc)))
+            self._set_state(DeviceState.IDLE)
         finally:
             self._prefetch.clear()
             reply = "".join(reply_parts).strip()
@@ -458,8 +463,13 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def barge_in(self, why: str) -> None:
-        """Stop the reply now: cancel LLM, TTS and sending, flush the headset, keep what was heard."""
+    async def barge_in(self, why: str, *, clear: bool = True) -> None:
+        """Stop the reply now: cancel LLM, TTS and sending, flush the headset, keep what was heard.
+
+        ``clear`` (an explicit stop) also drops the announcements waiting; a disconnect keeps them.
+        """
+        if clear and (dropped := self.announcements.clear()):
+            log.info("%s: %d queued announcement(s) dropped (%s)", self.device, dropped, why)
         if self._reply_task is None or self._reply_task.done():
             return
         log.info("%s: barge-in (%s)", self.device, why)
@@ -469,40 +479,50 @@ class Session:
         self._set_state(DeviceState.LISTENING if self._listening else DeviceState.IDLE)
 
     async def say(self, text: str, intent: str = "say") -> None:
-        """Speak ``text`` on the headset (the `say` command, timers): not part of the conversation."""
-        async with self._announce_lock:
-            while self._reply_task is not None and not self._reply_task.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(self._reply_task)
-            marks = _Milestones(end_of_speech=time.monotonic())
+        """Speak ``text`` on the headset (the `say` command): not part of the conversation.
 
-            async def once() -> AsyncIterator[str]:
-                yield text
-
-            self._reply_task = self._spawn(self._announce_reply(once(), marks, text, intent), "say")
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._reply_task)
-
-    async def _announce_reply(
-        self, deltas: AsyncIterator[str], marks: _Milestones, text: str, intent: str
-    ) -> None:
-        self._set_state(DeviceState.SPEAKING)
-        interrupted = True
-        try:
-            await self._play(self._speak(deltas, marks, _Spoken(), []), marks, _Spoken())
-            interrupted = False
-        except LinkError as exc:
-            self.hub.publish(ErrorEvent(self.device, str(exc)))
-        finally:
-            self.hub.publish(ReplyEvent(self.device, text, intent, interrupted))
-            self._set_state(DeviceState.IDLE)
+        Waits until it was played (or stopped); raises AnnouncementRefused when it cannot be queued.
+        """
+        await self.announcements.put(text, intent).done
 
     async def announce(self, message: str) -> None:
-        """A timer or reminder is due: chime (when earcons are on), then say it."""
-        if self.earcons and self.link.connected:
-            with contextlib.suppress(LinkError):
-                await self.speaker.play(_once(earcons.timer_ring()))
-        await self.say(message, intent="announcement")
+        """A timer or reminder is due: queue it (chime first when earcons are on); it rings as soon as a
+        speaker is connected, so one that falls due while the headset is away rings when it returns."""
+        self.announcements.put(message, "announcement", chime=self.earcons)
+
+    async def _play_announcement(self, item: Announcement) -> Outcome:
+        """Play one queued announcement as the reply task, after any reply in progress."""
+        while self._reply_task is not None and not self._reply_task.done():
+            await asyncio.wait({self._reply_task})  # a barge-in may cancel it; only our own cancel raises
+        marks = _Milestones(end_of_speech=time.monotonic())
+        task = self._reply_task = self._spawn(self._announce_reply(item, marks), item.intent)
+        await asyncio.wait({task})
+        if task.cancelled():
+            return "stopped" if self.speaker.connected else "link lost"
+        return task.result() if task.exception() is None else "stopped"
+
+    async def _announce_reply(self, item: Announcement, marks: _Milestones) -> Outcome:
+        async def once() -> AsyncIterator[str]:
+            yield item.text
+
+        async def with_chime() -> AsyncIterator[np.ndarray]:
+            if item.chime:
+                yield earcons.timer_ring()
+            async for chunk in self._speak(once(), marks, _Spoken(), []):
+                yield chunk
+
+        self._set_state(DeviceState.SPEAKING)
+        outcome: Outcome = "link lost"
+        try:
+            await self._play(with_chime(), marks, _Spoken())
+            outcome = "played"
+        except LinkError as exc:
+            log.warning("%s: announcement %r not delivered: %s", self.device, item.text, exc)
+            self.hub.publish(ErrorEvent(self.device, str(exc)))
+        finally:
+            self.hub.publish(ReplyEvent(self.device, item.text, item.intent, outcome != "played"))
+            self._set_state(DeviceState.IDLE)
+        return outcome
 
     async def _listen(self, on: bool) -> None:
         listen = getattr(self.link, "listen", None)
@@ -526,10 +546,23 @@ class Session:
                 self.hub.publish(BatteryChanged(self.device, event.percent))
             elif isinstance(event, ConnectionEvent):
                 self.hub.publish(Availability(self.device, event.connected, event.reason))
-                if not event.connected:
-                    await self.barge_in("headset disconnected")
+                await self._on_connection(link, event.connected)
             elif isinstance(event, LinkErrorEvent):
                 self.hub.publish(ErrorEvent(self.device, event.message))
+
+    async def _on_connection(self, link: HeadsetLink, connected: bool) -> None:
+        """The headset went away or came back: the session (memory, timers, queue) lives on."""
+        self.announcements.link_changed()
+        if link is not self.link:
+            return
+        if not connected and self.speaker is self.link:
+            await self.barge_in("headset disconnected", clear=False)
+            self._set_state(DeviceState.IDLE)
+        elif not self._link_was_connected:
+            log.info("%s is back: %d announcement(s) waiting", self.device, len(self.announcements))
+            self._led.put_nowait(self.state)  # a rebooted headset shows its LED afresh
+            self._spawn(self.link.set_volume(self.volume), "set-volume")
+        self._link_was_connected = connected
 
     async def _on_button(self, button: Button) -> None:
         busy = self._reply_task is not None and not self._reply_task.done()
