@@ -61,6 +61,7 @@ class Announcements:
         self._items: collections.deque[Announcement] = collections.deque()
         self._changed = asyncio.Event()
         self.dropped = 0
+        self.leftover: list[str] = []  # kept items not played when the worker ended (see carryover.py)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -121,6 +122,7 @@ class Announcements:
                     continue
                 self._finish(item, outcome)
         finally:
+            self.leftover = [a.text for a in self._items if a.kept]
             self.clear()
 
     @staticmethod

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from companion.bus.topics import device_id
+from companion.carryover import Carryover
 from companion.config import Config
 from companion.control import ControlServer
 from companion.engines import Engines
-from companion.events import Availability, EventHub
+from companion.events import Availability, ErrorEvent, EventHub
 from companion.link.ble import BleHeadsetLink, BleLinkOptions, FoundHeadset, describe_ble_error, scan_headsets
 from companion.protocol import codec_by_name
 from companion.registry import load_known
@@ -40,6 +41,7 @@ class _Device:
     link: BleHeadsetLink | None = None
     failures: int = 0
     info: dict[str, object] = field(default_factory=dict)
+    carry: Carryover = field(default_factory=Carryover)  # what the next session of this headset continues
 
 
 class Service:
@@ -115,6 +117,8 @@ class Service:
                     continue
                 task = asyncio.create_task(self._run_device(headset), name=f"device-{key}")
                 self.devices[key] = _Device(headset, task, failures=dev.failures if dev else 0)
+                if dev is not None:
+                    self.devices[key].carry = dev.carry
             await asyncio.sleep(RESCAN_S)
 
     async def _run_device(self, found: FoundHeadset) -> None:
@@ -145,6 +149,7 @@ class Service:
                     config=self.config,
                     hub=self.hub,
                 )
+                dev.carry.restore(session)
                 dev.session = session
                 log.info("serving %s (%s)", link.info.name, link.info.address)
                 await session.run()
@@ -152,9 +157,13 @@ class Service:
             raise
         except Exception as exc:
             dev.failures += 1
-            log.warning("headset %s: %s (will retry when it is seen again)", found.address, exc)
-            self.hub.publish(Availability(found.address, False, str(exc)))
+            message = _describe(exc)
+            log.warning("headset %s: %s (restarting it when it is seen again)", found.address, message)
+            self.hub.publish(ErrorEvent(found.address, message))
+            self.hub.publish(Availability(found.address, False, message))
         finally:
+            if dev.session is not None:
+                dev.carry = Carryover.of(dev.session)
             dev.session = None
             dev.link = None
 
@@ -253,6 +262,15 @@ async def _local_speaker(name: str):
         yield link
     finally:
         await link.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a device task's failure (a session's task group wraps its errors in a group)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return str(exc) or type(exc).__name__
 
 
 class _Commands:

@@ -196,6 +196,7 @@ class Session:
         self._mute_mic_until = 0.0
         self.announcements = Announcements(self._play_announcement, lambda: self.speaker.connected)
         self._link_was_connected = link.connected
+        self.pending_timers: list = []
 
     # -- running -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -219,6 +220,7 @@ class Session:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        self.pending_timers = self.skills_context.timers.list()  # for the next session (carryover.py)
         await self._cancel_reply()
         await self._drop_speculation()
         for task in list(self._tasks):

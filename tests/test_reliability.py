@@ -228,3 +228,61 @@ async def test_the_session_reports_a_failed_link_and_ends(world, whisper_stt, pi
                 await rig.task
     assert "cannot read" in error.message
     assert info.group_contains(LinkFailed)
+
+
+# -- announcements: bounded, and stop clears them -----------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_announcements_are_bounded_and_stop_clears_them(world, whisper_stt, piper_tts) -> None:
+    from companion.announcements import MAX_SAY, AnnouncementRefused
+
+    async with Rig(world, whisper_stt, piper_tts) as rig:
+        says = [asyncio.create_task(rig.session.say(f"Announcement number {i}.")) for i in range(30)]
+        await rig.next(StateChanged, where=lambda e: e.state == "speaking")
+        refused = [t for t in says if t.done() and isinstance(t.exception(), AnnouncementRefused)]
+        # MAX_SAY were queued (one of them is playing now), the rest were refused with a reason
+        assert len(refused) == 30 - MAX_SAY, [t.exception() for t in says if t.done()]
+        assert "already waiting" in str(refused[0].exception())
+        assert len(rig.session.announcements) == MAX_SAY - 1
+        await rig.session.barge_in("command")
+        async with asyncio.timeout(5):
+            await asyncio.gather(*says, return_exceptions=True)
+        assert len(rig.session.announcements) == 0
+        await asyncio.sleep(1.0)
+        spoken = [e for e in rig.seen if isinstance(e, ReplyEvent)]
+        while not rig.events.empty():
+            event = rig.events.get_nowait()
+            if isinstance(event, ReplyEvent):
+                spoken.append(event)
+    assert len(spoken) == 1 and spoken[0].interrupted, spoken  # only the one that was playing, cut short
+    assert rig.session.state is not DeviceState.SPEAKING
+
+
+async def test_say_while_the_headset_is_away_is_refused_and_timers_wait(world) -> None:
+    """The queue's rules without speech: `say` needs a connected headset, timer rings wait for it."""
+    from companion.announcements import AnnouncementRefused, Announcements
+
+    connected = False
+    played: list[str] = []
+
+    async def speak(item):
+        played.append(item.text)
+        return "played"
+
+    queue = Announcements(speak, lambda: connected)
+    worker = asyncio.create_task(queue.run())
+    try:
+        with pytest.raises(AnnouncementRefused, match="not connected"):
+            queue.put("hello", "say")
+        ring = queue.put("Your timer is done.", "announcement")
+        await asyncio.sleep(0.05)
+        assert not played and len(queue) == 1
+        connected = True
+        queue.link_changed()
+        assert await asyncio.wait_for(ring.done, 1) == "played"
+        assert played == ["Your timer is done."]
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
