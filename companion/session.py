@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -51,12 +52,14 @@ from companion.link.base import (
     LinkErrorEvent,
     PlaybackStatus,
 )
+from companion.llm.base import LLMTimeout
 from companion.llm.memory import Conversation
-from companion.llm.responder import PreparedReply, Responder
+from companion.llm.responder import PreparedReply, Responder, apology
 from companion.llm.skills import SkillsResponder
 from companion.llm.timers import Timers
 from companion.protocol import Button, DeviceState, PlaybackEvent
 from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
+from companion.thinking import with_thinking_cue
 from companion.tts.chunker import SentenceChunker
 
 log = logging.getLogger(__name__)
@@ -365,6 +368,8 @@ class Session:
             deltas = self.responder.respond(text, prepared)
             source = self.responder.last_intent or ""
             audio = self._speak(deltas, marks, spoken, reply_parts)
+            if self.earcons:
+                audio = with_thinking_cue(audio, earcons.thinking(), on_cue=self._prepare_fallback)
             await self._play(audio, marks, spoken)
         except asyncio.CancelledError:
             interrupted = True
@@ -386,6 +391,15 @@ class Session:
                 self.hub.publish(ReplyEvent(self.device, reply, source, interrupted))
             self.hub.publish(marks.event(self.device, turn))
             self._spoken = None
+
+    def _prepare_fallback(self) -> None:
+        """The LLM is slow: synthesise its time-out apology now, so it plays at once if the limit passes."""
+        if self.responder.llm is self.skills:
+            return
+        chunker = SentenceChunker()
+        for sentence in [*chunker.feed(apology(LLMTimeout("")) + " "), *chunker.flush()]:
+            if sentence not in self._prefetch:
+                self._prefetch[sentence] = self._spawn(self._synthesise(sentence), "tts-fallback")
 
     async def _speak(
         self, deltas: AsyncIterator[str], marks: _Milestones, spoken: _Spoken, reply_parts: list[str]
@@ -431,13 +445,17 @@ class Session:
     async def _play(self, audio: AsyncIterator[np.ndarray], marks: _Milestones, spoken: _Spoken) -> None:
         """Send the reply; mark first audio sent and played; wait until the headset has played it out."""
         first = True
+        t_reply: float | None = None  # when the reply's own first chunk came, if a thinking cue preceded it
 
         async def tracked() -> AsyncIterator[np.ndarray]:
-            nonlocal first
+            nonlocal first, t_reply
             async with contextlib.aclosing(audio) as chunks:
                 async for chunk in chunks:
-                    if first:
+                    if chunk is earcons.thinking():  # the cue is not the reply: still thinking
+                        t_reply = math.inf
+                    elif first:
                         first = False
+                        t_reply = time.monotonic() if t_reply is not None else None
                         self._set_state(DeviceState.SPEAKING)
                     yield chunk
 
@@ -445,6 +463,8 @@ class Session:
         self._played_started.clear()
         report = await self.speaker.play(tracked())
         marks.first_audio_sent = report.t_first_sent
+        if t_reply is not None and report.t_first_sent is not None:
+            marks.first_audio_sent = max(report.t_first_sent, t_reply) if t_reply < math.inf else None
         if report.frames_sent == 0:
             return
         # The reply is sent; the headset plays the last ~buffer of it now. Wait for it to say so.
@@ -452,7 +472,9 @@ class Session:
             async with asyncio.timeout(report.seconds_sent + 2.0):
                 await self._played_started.wait()
                 marks.first_audio_played = self._t_played
-                spoken.t_play_start = self._t_played
+                if t_reply is not None and self._t_played is not None:  # approximate: after the cue
+                    marks.first_audio_played = max(self._t_played, marks.first_audio_sent or 0.0)
+                spoken.t_play_start = marks.first_audio_played
                 await self._drained.wait()
         except TimeoutError:
             log.debug("%s: no playback report from the headset", self.device)

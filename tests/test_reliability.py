@@ -42,8 +42,12 @@ async def world(fast_backoff):
 class Rig:
     """A virtual headset, the BLE link to it and a running session, with the session's events."""
 
-    def __init__(self, world: SimWorld, stt, tts, radio: RadioConfig | None = None, **headset) -> None:
-        self.world, self.stt, self.tts = world, stt, tts
+    def __init__(
+        self, world: SimWorld, stt, tts, radio: RadioConfig | None = None, *, config=None, llm=None, **headset
+    ) -> None:
+        self.world, self.stt, self.tts, self.llm = world, stt, tts, llm
+        self.config = config or Config()
+        self.earcons = config is not None and config.session.earcons
         self.headset = world.add_headset(HeadsetConfig(name="Reliable", **headset), radio)
         self.hub = EventHub()
         self.events = self.hub.subscriber()
@@ -53,7 +57,13 @@ class Rig:
         self.link = BleHeadsetLink(self.headset.address, backend=SimClient, scanner_backend=SimScanner)
         await self.link.__aenter__()
         self.session = Session(
-            self.link, stt=self.stt, tts=self.tts, config=Config(), hub=self.hub, earcons_enabled=False
+            self.link,
+            stt=self.stt,
+            tts=self.tts,
+            llm=self.llm,
+            config=self.config,
+            hub=self.hub,
+            earcons_enabled=self.earcons,
         )
         self.task = asyncio.create_task(self.session.run())
         await asyncio.sleep(0.3)
@@ -286,3 +296,85 @@ async def test_say_while_the_headset_is_away_is_refused_and_timers_wait(world) -
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
+
+
+# -- a hung LLM: a thinking cue, then the spoken apology soon after the limit --------------------------
+
+
+@contextlib.asynccontextmanager
+async def hanging_llm_server():
+    """An HTTP server on loopback that accepts every request and never answers (the fault injector)."""
+    handlers: set[asyncio.Task] = set()
+    requests: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())
+        requests.append(b"")
+        try:
+            requests[-1] = await reader.readuntil(b"\r\n\r\n")
+            await asyncio.Event().wait()  # hang
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", requests
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+def _sounds(pcm: np.ndarray, threshold: int = 300, gap_s: float = 0.12) -> list[tuple[float, float]]:
+    """(start, end) seconds of the audible stretches of a recording channel."""
+    frames = np.abs(pcm[: len(pcm) // 320 * 320].reshape(-1, 320)).max(axis=1) > threshold
+    runs: list[list[float]] = []
+    for i in np.flatnonzero(frames):
+        t = i * 0.02
+        if runs and t - runs[-1][1] <= gap_s:
+            runs[-1][1] = t + 0.02
+        else:
+            runs.append([t, t + 0.02])
+    return [(a, b) for a, b in runs]
+
+
+@pytest.mark.slow
+async def test_a_hung_llm_gets_a_thinking_cue_then_a_spoken_apology(
+    world, whisper_stt, piper_tts, synth_speech
+) -> None:
+    from companion.engines import make_llm
+    from companion.thinking import THINKING_CUE_S
+
+    limit = 3.0
+    async with hanging_llm_server() as (url, _requests):
+        config = Config()
+        config.llm.backend = "openai"
+        config.llm.base_url = url
+        config.llm.first_token_timeout_s = limit
+        llm = make_llm(config)  # the product's openai client
+        try:
+            async with Rig(world, whisper_stt, piper_tts, config=config, llm=llm) as rig:
+                recording = rig.headset.start_recording()
+                await rig.headset.mic.say(synth_speech("Tell me a story about a dragon."))
+                await rig.next(TranscriptEvent)
+                reply = await rig.next(ReplyEvent, timeout=limit + 10)
+                await asyncio.sleep(0.5)
+                rig.headset.stop_recording()
+        finally:
+            await llm.aclose()
+    assert "taking too long" in reply.text
+    speech_end = _sounds(recording.left)[-1][1]
+    played = [s for s in _sounds(recording.right) if s[0] > speech_end]
+    assert len(played) >= 2, played
+    (cue_start, cue_end), (apology_start, _) = played[0], played[1]
+    assert cue_end - cue_start < 0.4, "the cue is short"
+    # The cue comes ~1.5 s into the wait (the turn itself ends ~0.2-0.6 s after the speech).
+    assert THINKING_CUE_S <= cue_start - speech_end <= THINKING_CUE_S + 1.5, played
+    # The apology is heard within 2 s once the limit has passed (measured from when the wait began).
+    waited_from = cue_start - THINKING_CUE_S
+    assert apology_start - waited_from <= limit + 2.0, played

@@ -85,11 +85,21 @@ def timer_ring() -> np.ndarray:
     return _finish([out])
 
 
+@cache
+def thinking() -> np.ndarray:
+    """Two soft low notes (G4 -> C5, ~180 ms, quieter than the others): "still working on it"."""
+    pcm = _finish([_note(392.0, 0.08, partials=_SOFT), _note(523.3, 0.1, partials=_SOFT)])
+    quiet = (pcm // 2).astype(np.int16)
+    quiet.setflags(write=False)
+    return quiet
+
+
 EARCONS: dict[str, Callable[[], np.ndarray]] = {
     "listening_start": listening_start,
     "listening_stop": listening_stop,
     "error": error,
     "timer_ring": timer_ring,
+    "thinking": thinking,
 }
 
 
