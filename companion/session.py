@@ -585,8 +585,12 @@ class Session:
         elif not self._link_was_connected:
             log.info("%s is back: %d announcement(s) waiting", self.device, len(self.announcements))
             self._led.put_nowait(self.state)  # a rebooted headset shows its LED afresh
-            self._spawn(self.link.set_volume(self.volume), "set-volume")
+            self._spawn(self._restore_volume(), "set-volume")
         self._link_was_connected = connected
+
+    async def _restore_volume(self) -> None:
+        with contextlib.suppress(LinkError):  # gone again already: the next return restores it
+            await self.link.set_volume(self.volume)
 
     async def _on_button(self, button: Button) -> None:
         busy = self._reply_task is not None and not self._reply_task.done()
