@@ -7,7 +7,7 @@ minutes; and "stop" must silence what is queued as well as what is playing.
 - ``say`` requests are refused once :data:`MAX_SAY` wait (the caller gets the reason), and refused at once
   while no speaker is connected (the caller should not wait for a headset that may not return).
 - Timer and reminder announcements are kept while the headset is away and played, in order, when it returns;
-  one cut off by a drop is played again. At most :data:`MAX_KEPT` wait; beyond that the oldest is dropped
+  one cut short by anything but a stop (a drop, the wearer's next turn) is played again. At most :data:`MAX_KEPT` wait; beyond that the oldest is dropped
   with a warning (a wearer does not set dozens of timers, so this only bounds memory).
 - :meth:`Announcements.clear` (an explicit stop) drops everything waiting.
 
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 MAX_SAY = 8
 MAX_KEPT = 32
 
-Outcome = Literal["played", "stopped", "link lost"]
+#: "cut": ended early by something other than a stop (a disconnect, the wearer's new turn): a kept item
+#: (timer, reminder) is played again; a `say` is not.
+Outcome = Literal["played", "stopped", "cut"]
 
 
 class AnnouncementRefused(ValueError):
@@ -41,6 +43,7 @@ class Announcement:
     text: str
     intent: str  # "say" for requests, "announcement" for timers and reminders
     chime: bool = False
+    stopped: bool = False  # an explicit stop came while it played
     done: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
@@ -61,6 +64,7 @@ class Announcements:
         self._items: collections.deque[Announcement] = collections.deque()
         self._changed = asyncio.Event()
         self.dropped = 0
+        self.current: Announcement | None = None
         self.leftover: list[str] = []  # kept items not played when the worker ended (see carryover.py)
 
     def __len__(self) -> int:
@@ -91,6 +95,8 @@ class Announcements:
     def clear(self) -> int:
         """Drop everything waiting (an explicit stop); returns how many were dropped."""
         n = len(self._items)
+        if self.current is not None:
+            self.current.stopped = True
         while self._items:
             self._finish(self._items.popleft(), "stopped")
         return n
@@ -107,7 +113,7 @@ class Announcements:
                     self._changed.clear()
                     await self._changed.wait()
                     continue
-                item = self._items.popleft()
+                item = self.current = self._items.popleft()
                 try:
                     outcome = await self._speak(item)
                 except asyncio.CancelledError:
@@ -116,11 +122,13 @@ class Announcements:
                 except Exception:
                     log.exception("announcement %r failed", item.text)
                     outcome = "stopped"
-                if outcome == "link lost" and item.kept:
-                    log.info("announcement %r cut off by a disconnect: played again on return", item.text)
+                finally:
+                    self.current = None
+                if outcome == "cut" and item.kept and not item.stopped:
+                    log.info("announcement %r was cut short: it plays again", item.text)
                     self._items.appendleft(item)
                     continue
-                self._finish(item, outcome)
+                self._finish(item, "stopped" if outcome == "cut" else outcome)
         finally:
             self.leftover = [a.text for a in self._items if a.kept]
             self.clear()

@@ -521,8 +521,8 @@ class Session:
         marks = _Milestones(end_of_speech=time.monotonic())
         task = self._reply_task = self._spawn(self._announce_reply(item, marks), item.intent)
         await asyncio.wait({task})
-        if task.cancelled():
-            return "stopped" if self.speaker.connected else "link lost"
+        if task.cancelled():  # a stop, a disconnect or the wearer's next turn: Announcements decides
+            return "cut"
         return task.result() if task.exception() is None else "stopped"
 
     async def _announce_reply(self, item: Announcement, marks: _Milestones) -> Outcome:
@@ -536,7 +536,7 @@ class Session:
                 yield chunk
 
         self._set_state(DeviceState.SPEAKING)
-        outcome: Outcome = "link lost"
+        outcome: Outcome = "cut"
         try:
             await self._play(with_chime(), marks, _Spoken())
             outcome = "played"
