@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from companion.config import Config
 from companion.engines import Engines
-from companion.events import EventHub, ReplyEvent, StateChanged
+from companion.events import EventHub, ReplyEvent, StateChanged, TranscriptEvent
 from companion.link.ble import BleHeadsetLink
 from companion.session import Session
 from firmware_sim import HeadsetConfig, RadioConfig, SimClient, SimScanner, SimWorld
@@ -61,6 +61,7 @@ class Results:
     reconnect_failures: int = 0
     turns_asked: int = 0
     turns_lost: int = 0
+    lost_heard: list[str] = field(default_factory=list)  # what the session transcribed for each lost turn
     replies_cut: int = 0
     timers_set: int = 0
     timers_rang: int = 0
@@ -272,9 +273,14 @@ class Soak:
             lambda e: isinstance(e, ReplyEvent) and e.intent not in ("announcement", "say"), since, timeout
         )
         if reply is None and count:
-            self.results.turns_lost += 1
-            log.warning("turn lost: %r got no reply", text)
+            self._lost(since, f"asked {text!r}")
         return reply
+
+    def _lost(self, since: float, what: str) -> None:
+        heard = [e.text for t, e in self.events.seen if t >= since and isinstance(e, TranscriptEvent)]
+        self.results.turns_lost += 1
+        self.results.lost_heard.append(f"{what}: heard {heard or 'nothing'}")
+        log.warning("turn lost: %s, heard %s", what, heard or "nothing")
 
     def _maybe_set_timer(self, i: int, off_s: float) -> None:
         if i % self.args.timer_every:
@@ -294,6 +300,7 @@ class Soak:
         r.by_situation[situation] = r.by_situation.get(situation, 0) + 1
         off_s = self.rng.uniform(0.2, 1.0)
         speaking: asyncio.Task | None = None
+        await self._idle()  # a timer ring from the last drop may still be playing
         since = time.monotonic()
         if situation == "listening":
             speaking = asyncio.create_task(self.hs.mic.say(self.speech["What can you do?"]))
@@ -302,11 +309,10 @@ class Soak:
             self.results.turns_asked += 1
             await self.hs.mic.say(self.speech["What can you do?"])
             state = await self.events.wait(
-                lambda e: isinstance(e, StateChanged) and e.state == "speaking", since, 30
+                lambda e: isinstance(e, StateChanged) and e.state == "speaking", since, 20
             )
             if state is None:
-                r.turns_lost += 1
-                log.warning("drop %d: the question before the drop got no reply", i)
+                self._lost(since, f"drop {i} ({kind}, mid-reply)")
             await asyncio.sleep(self.rng.uniform(0.1, 1.0))
         self._maybe_set_timer(i, off_s)
         t_return = await self._drop(kind, off_s)
