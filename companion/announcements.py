@@ -7,8 +7,9 @@ minutes; and "stop" must silence what is queued as well as what is playing.
 - ``say`` requests are refused once :data:`MAX_SAY` wait (the caller gets the reason), and refused at once
   while no speaker is connected (the caller should not wait for a headset that may not return).
 - Timer and reminder announcements are kept while the headset is away and played, in order, when it returns;
-  one cut short by anything but a stop (a drop, the wearer's next turn) is played again. At most :data:`MAX_KEPT` wait; beyond that the oldest is dropped
-  with a warning (a wearer does not set dozens of timers, so this only bounds memory).
+  one cut short by anything but a stop (a drop, the wearer's next turn) is played again. At most
+  :data:`MAX_KEPT` wait; beyond that the oldest is dropped with a warning (a wearer does not set dozens of
+  timers, so this only bounds memory).
 - :meth:`Announcements.clear` (an explicit stop) drops everything waiting.
 
 The session plays each item (:class:`Speak` callback) as its reply task, so a barge-in stops it as it stops
