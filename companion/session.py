@@ -582,7 +582,7 @@ class Session:
         if not connected and self.speaker is self.link:
             await self.barge_in("headset disconnected", clear=False)
             self._set_state(DeviceState.IDLE)
-        elif not self._link_was_connected:
+        elif connected and not self._link_was_connected:
             log.info("%s is back: %d announcement(s) waiting", self.device, len(self.announcements))
             self._led.put_nowait(self.state)  # a rebooted headset shows its LED afresh
             self._spawn(self._restore_volume(), "set-volume")
