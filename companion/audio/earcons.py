@@ -87,11 +87,9 @@ def timer_ring() -> np.ndarray:
 
 @cache
 def thinking() -> np.ndarray:
-    """Two soft low notes (G4 -> C5, ~180 ms, quieter than the others): "still working on it"."""
-    pcm = _finish([_note(392.0, 0.08, partials=_SOFT), _note(523.3, 0.1, partials=_SOFT)])
-    quiet = (pcm // 2).astype(np.int16)
-    quiet.setflags(write=False)
-    return quiet
+    """Two soft, level notes (C5, C5, ~190 ms): "still working on it" (neither rising nor falling, so it is
+    not mistaken for listening or done)."""
+    return _finish([_note(523.3, 0.07, partials=_SOFT), _silence(0.05), _note(523.3, 0.07, partials=_SOFT)])
 
 
 EARCONS: dict[str, Callable[[], np.ndarray]] = {
