@@ -85,6 +85,9 @@ class LlmConfig(_Section):
     model: str = "default"
     api_key: str | None = None  # or OPENAI_API_KEY
     timeout_s: float = Field(30.0, gt=0)
+    # No text from the LLM within this many seconds: the wearer hears an apology (a "thinking" cue plays
+    # after 1.5 s of waiting when earcons are on).
+    first_token_timeout_s: float = Field(8.0, gt=0, le=120)
     max_retries: int = Field(2, ge=0, le=10)
     max_tokens: int = Field(200, ge=1)
     temperature: float = Field(0.7, ge=0, le=2)

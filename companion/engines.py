@@ -90,6 +90,7 @@ def make_llm(config: Config) -> object | None:
         model=config.llm.model,
         api_key=config.llm.api_key,
         timeout_s=config.llm.timeout_s,
+        first_token_timeout_s=min(config.llm.first_token_timeout_s, config.llm.timeout_s),
         max_retries=config.llm.max_retries,
         temperature=config.llm.temperature,
         max_tokens=config.llm.max_tokens,

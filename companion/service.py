@@ -14,15 +14,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from companion.bus.topics import device_id
+from companion.carryover import Carryover
 from companion.config import Config
 from companion.control import ControlServer
 from companion.engines import Engines
-from companion.events import Availability, EventHub
+from companion.events import Availability, ErrorEvent, EventHub
 from companion.link.ble import BleHeadsetLink, BleLinkOptions, FoundHeadset, describe_ble_error, scan_headsets
 from companion.protocol import codec_by_name
 from companion.registry import KnownHeadset, RegistryError, load_known
@@ -41,6 +41,7 @@ class _Device:
     link: BleHeadsetLink | None = None
     failures: int = 0
     info: dict[str, object] = field(default_factory=dict)
+    carry: Carryover = field(default_factory=Carryover)  # what the next session of this headset continues
 
 
 class Service:
@@ -61,7 +62,6 @@ class Service:
         self.ready = asyncio.Event()
         self._scan_error: str | None = None
         self._known: dict[str, KnownHeadset] = {}
-        self._background: set[asyncio.Task[None]] = set()
         self._registry_error: str | None = None
 
     # -- who may connect ---------------------------------------------------------------------------
@@ -129,6 +129,8 @@ class Service:
                     continue
                 task = asyncio.create_task(self._run_device(headset), name=f"device-{key}")
                 self.devices[key] = _Device(headset, task, failures=dev.failures if dev else 0)
+                if dev is not None:
+                    self.devices[key].carry = dev.carry
             await asyncio.sleep(RESCAN_S)
 
     async def _run_device(self, found: FoundHeadset) -> None:
@@ -166,6 +168,7 @@ class Service:
                     config=self.config,
                     hub=self.hub,
                 )
+                dev.carry.restore(session)
                 dev.session = session
                 log.info("serving %s (%s)", link.info.name, link.info.address)
                 await session.run()
@@ -173,9 +176,13 @@ class Service:
             raise
         except Exception as exc:
             dev.failures += 1
-            log.warning("headset %s: %s (will retry when it is seen again)", found.address, exc)
-            self.hub.publish(Availability(found.address, False, str(exc)))
+            message = _describe(exc)
+            log.warning("headset %s: %s (restarting it when it is seen again)", found.address, message)
+            self.hub.publish(ErrorEvent(found.address, message))
+            self.hub.publish(Availability(found.address, False, message))
         finally:
+            if dev.session is not None:
+                dev.carry = Carryover.of(dev.session)
             dev.session = None
             dev.link = None
 
@@ -196,20 +203,8 @@ class Service:
             )
         )
 
-    def _in_background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        """Run a command that outlives its request (a queued `say`); cancelled with the devices."""
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._background.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                log.warning("%s failed: %s", task.get_name(), task.exception())
-
-        task = asyncio.create_task(coro, name=name)
-        self._background.add(task)
-        task.add_done_callback(done)
-
     async def _stop_devices(self) -> None:
-        tasks = [d.task for d in self.devices.values()] + list(self._background)
+        tasks = [d.task for d in self.devices.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -251,11 +246,11 @@ class Service:
             return {"ok": True, "devices": self.status(), "sim": self.sim}
         session = self.session_for(str(req.get("device") or ""))
         if cmd == "say":  # text checked by companion.control.parse_request (1-2000 characters)
-            if req.get("wait"):
-                await session.say(str(req["text"]))
-            else:
-                self._in_background(session.say(str(req["text"])), f"say-{session.device}")
+            # Queued at once, so a full queue or an absent headset is this request's error reply.
+            spoken = session.queue_say(str(req["text"]))
+            if not req.get("wait"):
                 return {"ok": True, "device": session.device, "queued": True}
+            await spoken
         elif cmd == "stop":
             await session.barge_in("command")
         elif cmd == "listen":
@@ -287,6 +282,15 @@ async def _local_speaker(name: str):
         yield link
     finally:
         await link.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a device task's failure (a session's task group wraps its errors in a group)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return str(exc) or type(exc).__name__
 
 
 class _Commands:

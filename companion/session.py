@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from datetime import datetime
 
 import numpy as np
 
+from companion.announcements import Announcement, Announcements, Outcome
 from companion.audio import earcons
 from companion.audio.silence import trim_leading_silence
 from companion.config import Config
@@ -50,13 +52,15 @@ from companion.link.base import (
     LinkErrorEvent,
     PlaybackStatus,
 )
+from companion.llm.base import LLMTimeout
 from companion.llm.memory import Conversation
-from companion.llm.responder import PreparedReply, Responder
+from companion.llm.responder import PreparedReply, Responder, apology
 from companion.llm.skills import SkillsResponder
 from companion.llm.timers import Timers
 from companion.protocol import Button, DeviceState, PlaybackEvent
 from companion.remote.errors import SpeechServiceUnavailable
 from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
+from companion.thinking import with_thinking_cue
 from companion.tts.chunker import SentenceChunker
 
 log = logging.getLogger(__name__)
@@ -198,8 +202,10 @@ class Session:
         self._clock: tuple[float, float] = (0.0, time.monotonic())  # (stream time, monotonic) of latest frame
         self._listening = self.mode == "hands_free"
         self._mute_mic_until = 0.0
-        self._announce_lock = asyncio.Lock()
         self._stt_fallback_at = -STT_FALLBACK_EVERY_S
+        self.announcements = Announcements(self._play_announcement, lambda: self.speaker.connected)
+        self._link_was_connected = link.connected
+        self.pending_timers: list = []
 
     # -- running -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -215,13 +221,16 @@ class Session:
                         self._handle_link_events(self.speaker), name=f"speaker-events-{self.device}"
                     )
                 tg.create_task(self._write_led(), name=f"led-{self.device}")
+                tg.create_task(self.announcements.run(), name=f"announcements-{self.device}")
                 self.hub.publish(Availability(self.device, self.link.connected))
                 self.hub.publish(StateChanged(self.device, self.state.name.lower()))  # retained from now
-                await self.link.set_volume(self.volume)
+                with contextlib.suppress(LinkError):
+                    await self.link.set_volume(self.volume)
         finally:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        self.pending_timers = self.skills_context.timers.list()  # for the next session (carryover.py)
         await self._cancel_reply()
         await self._drop_speculation()
         for task in list(self._tasks):
@@ -321,7 +330,7 @@ class Session:
     async def _on_speech_started(self) -> None:
         if self.state in (DeviceState.SPEAKING, DeviceState.THINKING) and self._reply_task is not None:
             if self.link.info.has_aec and self.config.session.voice_barge_in:
-                await self.barge_in("voice")
+                await self.barge_in("voice", clear=False)
             return
         await self._drop_speculation()
         self._set_state(DeviceState.LISTENING)
@@ -390,6 +399,8 @@ class Session:
             deltas = self.responder.respond(text, prepared)
             source = self.responder.last_intent or ""
             audio = self._speak(deltas, marks, spoken, reply_parts)
+            if self.earcons:
+                audio = with_thinking_cue(audio, earcons.thinking(), on_cue=self._prepare_fallback)
             await self._play(audio, marks, spoken)
         except asyncio.CancelledError:
             interrupted = True
@@ -398,6 +409,7 @@ class Session:
             interrupted = True
             log.warning("%s: reply not delivered: %s", self.device, exc)
             self.hub.publish(ErrorEvent(self.device, str(exc)))
+            self._set_state(DeviceState.IDLE)
         finally:
             self._prefetch.clear()
             reply = "".join(reply_parts).strip()
@@ -410,6 +422,15 @@ class Session:
                 self.hub.publish(ReplyEvent(self.device, reply, source, interrupted))
             self.hub.publish(marks.event(self.device, turn))
             self._spoken = None
+
+    def _prepare_fallback(self) -> None:
+        """The LLM is slow: synthesise its time-out apology now, so it plays at once if the limit passes."""
+        if self.responder.llm is self.skills:
+            return
+        chunker = SentenceChunker()
+        for sentence in [*chunker.feed(apology(LLMTimeout("")) + " "), *chunker.flush()]:
+            if sentence not in self._prefetch:
+                self._prefetch[sentence] = self._spawn(self._synthesise(sentence), "tts-fallback")
 
     async def _speak(
         self, deltas: AsyncIterator[str], marks: _Milestones, spoken: _Spoken, reply_parts: list[str]
@@ -455,13 +476,17 @@ class Session:
     async def _play(self, audio: AsyncIterator[np.ndarray], marks: _Milestones, spoken: _Spoken) -> None:
         """Send the reply; mark first audio sent and played; wait until the headset has played it out."""
         first = True
+        t_reply: float | None = None  # when the reply's own first chunk came, if a thinking cue preceded it
 
         async def tracked() -> AsyncIterator[np.ndarray]:
-            nonlocal first
+            nonlocal first, t_reply
             async with contextlib.aclosing(audio) as chunks:
                 async for chunk in chunks:
-                    if first:
+                    if chunk is earcons.thinking():  # the cue is not the reply: still thinking
+                        t_reply = math.inf
+                    elif first:
                         first = False
+                        t_reply = time.monotonic() if t_reply is not None else None
                         self._set_state(DeviceState.SPEAKING)
                     yield chunk
 
@@ -469,6 +494,8 @@ class Session:
         self._played_started.clear()
         report = await self.speaker.play(tracked())
         marks.first_audio_sent = report.t_first_sent
+        if t_reply is not None and report.t_first_sent is not None:
+            marks.first_audio_sent = max(report.t_first_sent, t_reply) if t_reply < math.inf else None
         if report.frames_sent == 0:
             return
         # The reply is sent; the headset plays the last ~buffer of it now. Wait for it to say so.
@@ -476,7 +503,9 @@ class Session:
             async with asyncio.timeout(report.seconds_sent + 2.0):
                 await self._played_started.wait()
                 marks.first_audio_played = self._t_played
-                spoken.t_play_start = self._t_played
+                if t_reply is not None and self._t_played is not None:  # approximate: after the cue
+                    marks.first_audio_played = max(self._t_played, marks.first_audio_sent or 0.0)
+                spoken.t_play_start = marks.first_audio_played
                 await self._drained.wait()
         except TimeoutError:
             log.debug("%s: no playback report from the headset", self.device)
@@ -489,8 +518,13 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def barge_in(self, why: str) -> None:
-        """Stop the reply now: cancel LLM, TTS and sending, flush the headset, keep what was heard."""
+    async def barge_in(self, why: str, *, clear: bool = True) -> None:
+        """Stop the reply now: cancel LLM, TTS and sending, flush the headset, keep what was heard.
+
+        ``clear`` (an explicit stop) also drops the announcements waiting; a disconnect keeps them.
+        """
+        if clear and (dropped := self.announcements.clear()):
+            log.info("%s: %d queued announcement(s) dropped (%s)", self.device, dropped, why)
         if self._reply_task is None or self._reply_task.done():
             return
         log.info("%s: barge-in (%s)", self.device, why)
@@ -500,40 +534,55 @@ class Session:
         self._set_state(DeviceState.LISTENING if self._listening else DeviceState.IDLE)
 
     async def say(self, text: str, intent: str = "say") -> None:
-        """Speak ``text`` on the headset (the `say` command, timers): not part of the conversation."""
-        async with self._announce_lock:
-            while self._reply_task is not None and not self._reply_task.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(self._reply_task)
-            marks = _Milestones(end_of_speech=time.monotonic())
+        """Speak ``text`` on the headset (the `say` command): not part of the conversation.
 
-            async def once() -> AsyncIterator[str]:
-                yield text
+        Waits until it was played (or stopped); raises AnnouncementRefused when it cannot be queued.
+        """
+        await self.queue_say(text, intent)
 
-            self._reply_task = self._spawn(self._announce_reply(once(), marks, text, intent), "say")
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._reply_task)
-
-    async def _announce_reply(
-        self, deltas: AsyncIterator[str], marks: _Milestones, text: str, intent: str
-    ) -> None:
-        self._set_state(DeviceState.SPEAKING)
-        interrupted = True
-        try:
-            await self._play(self._speak(deltas, marks, _Spoken(), []), marks, _Spoken())
-            interrupted = False
-        except LinkError as exc:
-            self.hub.publish(ErrorEvent(self.device, str(exc)))
-        finally:
-            self.hub.publish(ReplyEvent(self.device, text, intent, interrupted))
-            self._set_state(DeviceState.IDLE)
+    def queue_say(self, text: str, intent: str = "say") -> asyncio.Future[Outcome]:
+        """Queue ``text`` to be spoken now (raises AnnouncementRefused at once when it cannot be queued);
+        the returned future resolves with the outcome once it was played or stopped."""
+        return self.announcements.put(text, intent).done
 
     async def announce(self, message: str) -> None:
-        """A timer or reminder is due: chime (when earcons are on), then say it."""
-        if self.earcons and self.link.connected:
-            with contextlib.suppress(LinkError):
-                await self.speaker.play(_once(earcons.timer_ring()))
-        await self.say(message, intent="announcement")
+        """A timer or reminder is due: queue it (chime first when earcons are on); it rings as soon as a
+        speaker is connected, so one that falls due while the headset is away rings when it returns."""
+        self.announcements.put(message, "announcement", chime=self.earcons)
+
+    async def _play_announcement(self, item: Announcement) -> Outcome:
+        """Play one queued announcement as the reply task, after any reply in progress."""
+        while self._reply_task is not None and not self._reply_task.done():
+            await asyncio.wait({self._reply_task})  # a barge-in may cancel it; only our own cancel raises
+        marks = _Milestones(end_of_speech=time.monotonic())
+        task = self._reply_task = self._spawn(self._announce_reply(item, marks), item.intent)
+        await asyncio.wait({task})
+        if task.cancelled():  # a stop, a disconnect or the wearer's next turn: Announcements decides
+            return "cut"
+        return task.result() if task.exception() is None else "stopped"
+
+    async def _announce_reply(self, item: Announcement, marks: _Milestones) -> Outcome:
+        async def once() -> AsyncIterator[str]:
+            yield item.text
+
+        async def with_chime() -> AsyncIterator[np.ndarray]:
+            if item.chime:
+                yield earcons.timer_ring()
+            async for chunk in self._speak(once(), marks, _Spoken(), []):
+                yield chunk
+
+        self._set_state(DeviceState.SPEAKING)
+        outcome: Outcome = "cut"
+        try:
+            await self._play(with_chime(), marks, _Spoken())
+            outcome = "played"
+        except LinkError as exc:
+            log.warning("%s: announcement %r not delivered: %s", self.device, item.text, exc)
+            self.hub.publish(ErrorEvent(self.device, str(exc)))
+        finally:
+            self.hub.publish(ReplyEvent(self.device, item.text, item.intent, outcome != "played"))
+            self._set_state(DeviceState.IDLE)
+        return outcome
 
     async def _listen(self, on: bool) -> None:
         listen = getattr(self.link, "listen", None)
@@ -558,10 +607,27 @@ class Session:
                 self.hub.publish(BatteryChanged(self.device, event.percent))
             elif isinstance(event, ConnectionEvent):
                 self.hub.publish(Availability(self.device, event.connected, event.reason))
-                if not event.connected:
-                    await self.barge_in("headset disconnected")
+                await self._on_connection(link, event.connected)
             elif isinstance(event, LinkErrorEvent):
                 self.hub.publish(ErrorEvent(self.device, event.message))
+
+    async def _on_connection(self, link: HeadsetLink, connected: bool) -> None:
+        """The headset went away or came back: the session (memory, timers, queue) lives on."""
+        self.announcements.link_changed()
+        if link is not self.link:
+            return
+        if not connected and self.speaker is self.link:
+            await self.barge_in("headset disconnected", clear=False)
+            self._set_state(DeviceState.IDLE)
+        elif connected and not self._link_was_connected:
+            log.info("%s is back: %d announcement(s) waiting", self.device, len(self.announcements))
+            self._led.put_nowait(self.state)  # a rebooted headset shows its LED afresh
+            self._spawn(self._restore_volume(), "set-volume")
+        self._link_was_connected = connected
+
+    async def _restore_volume(self) -> None:
+        with contextlib.suppress(LinkError):  # gone again already: the next return restores it
+            await self.link.set_volume(self.volume)
 
     async def _on_button(self, button: Button) -> None:
         busy = self._reply_task is not None and not self._reply_task.done()

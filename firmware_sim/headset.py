@@ -194,6 +194,11 @@ class VirtualHeadset:
         log.info("%s: back in range", self.name)
         self.radio.come_back()
 
+    def fault_reads(self, key: str, fault: str, times: int = 1) -> None:
+        """Answer the next ``times`` reads of characteristic ``key`` ("capabilities", "flow", "codec") with a
+        damaged record: "unknown_codec", "truncated" or "zero_capacity" (see firmware_sim.faults)."""
+        self.firmware.read_faults.add(key, fault, times)
+
     def disconnect(self, reason: str = "headset disconnected") -> None:
         """The headset ends the connection itself."""
         self.radio.disconnect(reason)

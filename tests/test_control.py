@@ -213,10 +213,17 @@ class _SlowSession:
         self.spoken: list[str] = []
         self.started = asyncio.Event()
 
-    async def say(self, text: str) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def _say(self, text: str) -> None:
         self.started.set()
         await asyncio.sleep(120)
         self.spoken.append(text)
+
+    def queue_say(self, text: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(self._say(text))
+        self.tasks.add(task)
+        return task
 
 
 async def test_say_replies_when_queued_and_the_service_owns_the_speech() -> None:
@@ -242,8 +249,9 @@ async def test_say_replies_when_queued_and_the_service_owns_the_speech() -> None
     await asyncio.sleep(0.2)
     assert not waiting.done()  # still speaking: the reply waits for it
     waiting.cancel()
-    await service._stop_devices()  # the queued speech ends with the service
-    assert not service._background
+    for task in session.tasks:
+        task.cancel()
+    await asyncio.gather(*session.tasks, return_exceptions=True)
 
 
 def test_say_cli_checks_the_text_length(tmp_path: Path) -> None:

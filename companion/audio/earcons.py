@@ -85,11 +85,19 @@ def timer_ring() -> np.ndarray:
     return _finish([out])
 
 
+@cache
+def thinking() -> np.ndarray:
+    """Two soft, level notes (C5, C5, ~190 ms): "still working on it" (neither rising nor falling, so it is
+    not mistaken for listening or done)."""
+    return _finish([_note(523.3, 0.07, partials=_SOFT), _silence(0.05), _note(523.3, 0.07, partials=_SOFT)])
+
+
 EARCONS: dict[str, Callable[[], np.ndarray]] = {
     "listening_start": listening_start,
     "listening_stop": listening_stop,
     "error": error,
     "timer_ring": timer_ring,
+    "thinking": thinking,
 }
 
 

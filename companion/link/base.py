@@ -117,9 +117,12 @@ class HeadsetInfo:
 _T = TypeVar("_T")
 
 
-async def until_closed(queue: asyncio.Queue[_T | None]) -> AsyncIterator[_T]:
-    """Yield a link's queued items until the link puts ``None`` (closed)."""
+async def until_closed(queue: asyncio.Queue[_T | BaseException | None]) -> AsyncIterator[_T]:
+    """Yield a link's queued items until the link puts ``None`` (closed) or an exception (failed: raised)."""
     while (item := await queue.get()) is not None:
+        if isinstance(item, BaseException):
+            queue.put_nowait(item)  # every later reader fails the same way
+            raise item
         yield item
 
 

@@ -70,6 +70,7 @@ from .base import (
     PlaybackStatus,
     until_closed,
 )
+from .errors import LinkFailed, ReconnectPolicy, as_link_errors
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,9 @@ class BleHeadsetLink(HeadsetLink):
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
-        self._audio_q: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
-        self._event_q: asyncio.Queue[LinkEvent | None] = asyncio.Queue()
+        self._failure: LinkFailed | None = None
+        self._audio_q: asyncio.Queue[AudioChunk | BaseException | None] = asyncio.Queue()
+        self._event_q: asyncio.Queue[LinkEvent | BaseException | None] = asyncio.Queue()
         self._history = LinkCounters()  # counters of earlier connections
         self._reasm: Reassembler | None = None
         self._decoder: StreamDecoder | None = None
@@ -349,7 +351,19 @@ class BleHeadsetLink(HeadsetLink):
         self._lost.set()
 
     async def _supervise(self) -> None:
+        """Run the reconnect loop; an error it cannot retry (or too many unreadable answers in a row) never
+        ends it silently: the error is logged, sent as a LinkErrorEvent, and raised from :meth:`audio` and
+        :meth:`events`, so the session ends and the service restarts the device."""
+        try:
+            await self._reconnect_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    async def _reconnect_forever(self) -> None:
         """Reconnect after every drop, with capped exponential backoff, until the link is closed."""
+        policy = ReconnectPolicy(self.info.address)
         while True:
             await self._lost.wait()
             if not self.options.reconnect:
@@ -360,13 +374,37 @@ class BleHeadsetLink(HeadsetLink):
                 wait=wait_exponential_jitter(
                     multiplier=0.05, max=self.options.reconnect_backoff_max_s, jitter=0.05
                 ),
-                retry=retry_if_exception_type((BleakError, NotConnected, asyncio.TimeoutError, OSError)),
+                retry=retry_if_exception_type(ReconnectPolicy.TRANSIENT),
                 reraise=True,
             )
             async for attempt in retrying:
                 with attempt:
-                    await self._connect()
+                    await self._reconnect_once(policy)
             self._extra["reconnects"] += 1
+
+    async def _reconnect_once(self, policy: ReconnectPolicy) -> None:
+        try:
+            await self._connect()
+        except ProtocolError as exc:
+            error = policy.protocol_error(exc)
+            self._extra["reconnect_protocol_errors"] = policy.protocol_failures
+            log.warning("%s", error)
+            self._event_q.put_nowait(LinkErrorEvent(str(error), time.monotonic()))
+            raise error from exc
+        policy.connected()
+
+    def _fail(self, exc: BaseException) -> None:
+        """The link cannot go on: say so, and end audio() and events() with the error."""
+        error = exc if isinstance(exc, LinkFailed) else LinkFailed(f"headset {self.info.address}: {exc!r}")
+        if error is not exc:
+            error.__cause__ = exc
+        log.error("%s", error)
+        self._failure = error
+        self._connected.clear()
+        if not isinstance(exc, LinkFailed):  # a LinkFailed was already reported as it happened
+            self._event_q.put_nowait(LinkErrorEvent(str(error), time.monotonic()))
+        self._audio_q.put_nowait(error)
+        self._event_q.put_nowait(error)
 
     # -- incoming ----------------------------------------------------------------------------------
     def _on_mic(self, _char: object, data: bytearray) -> None:
@@ -469,7 +507,8 @@ class BleHeadsetLink(HeadsetLink):
         if not response:
             char = client.services.get_characteristic(CompanionUUID.CONTROL)
             response = char is None or "write-without-response" not in char.properties
-        await client.write_gatt_char(CompanionUUID.CONTROL, msg.encode(), response=response)
+        with as_link_errors(self.info.address):
+            await client.write_gatt_char(CompanionUUID.CONTROL, msg.encode(), response=response)
 
     async def set_state(self, state: DeviceState) -> None:
         if self.info.profile is Profile.COMPANION and self.connected:
@@ -531,8 +570,9 @@ class BleHeadsetLink(HeadsetLink):
             await self._flow_changed.wait()
             watch.waited()
         t0 = time.monotonic()
-        for packet in self._packetizer.packetize(frame):
-            await client.write_gatt_char(CompanionUUID.SPEAKER, packet, response=False)
+        with as_link_errors(self.info.address):
+            for packet in self._packetizer.packetize(frame):
+                await client.write_gatt_char(CompanionUUID.SPEAKER, packet, response=False)
         t1 = time.monotonic()
         self._frames_sent += 1
         report.frames_sent += 1

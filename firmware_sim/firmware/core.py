@@ -42,6 +42,7 @@ from companion.protocol.codecs import make_encoder
 from companion.protocol.control import OmiFeature, encode_omi_button
 
 from ..config import SAMPLE_RATE, TICK_SAMPLES, HeadsetConfig, OpusSettings
+from ..faults import ReadFaults
 from ..gatt import AttError, Characteristic, build_table
 from ..radio import Link
 from .mic import Mic
@@ -178,6 +179,7 @@ class Firmware:
         self._battery_notified: int | None = None
         self._last_button = bytes(8)
         self._mic_handle = self.table.handle_of("mic")
+        self.read_faults = ReadFaults()  # answers the host cannot decode, on request (firmware_sim.faults)
 
     # -- small helpers -----------------------------------------------------------------------------
     def _log(self, kind: str, value: object = None) -> None:
@@ -310,6 +312,9 @@ class Firmware:
 
     # -- GattServer: reads and writes --------------------------------------------------------------
     def on_read(self, char: Characteristic) -> bytes:
+        return self.read_faults.apply(char.key, lambda: self._read(char))
+
+    def _read(self, char: Characteristic) -> bytes:
         key = char.key
         cfg = self.config
         if key == "capabilities":
