@@ -13,7 +13,7 @@ from typing import Any
 
 from companion.protocol import CodecId, Profile, codec_spec
 from companion.protocol.control import OMI_CODECS
-from companion.protocol.omi import IDENTITY, MIN_STREAM_MTU, OmiVariant
+from companion.protocol.omi import IDENTITY, MIN_STREAM_MTU, OmiIdentity, OmiVariant
 
 SAMPLE_RATE = 16000
 TICK_MS = 20
@@ -171,10 +171,7 @@ class HeadsetConfig:
         set_(
             self,
             "mic_codec",
-            _codec(
-                "mic_codec",
-                (ident.codec if ident else CodecId.OPUS_16K_20MS) if self.mic_codec is None else self.mic_codec,
-            ),
+            _codec("mic_codec", self.mic_codec if self.mic_codec is not None else _default_codec(ident)),
         )
         if self.mic_opus is None:
             set_(self, "mic_opus", OMI_OPUS if omi else COMPANION_OPUS)
@@ -245,7 +242,14 @@ class HeadsetConfig:
         return max(1, self.speaker_buffer_ms // TICK_MS)
 
 
-_VARIANT_DEFAULTS = ("mic_codec", "mic_codecs", "model", "manufacturer", "firmware_version", "hardware_revision")
+_VARIANT_DEFAULTS = (
+    "mic_codec",
+    "mic_codecs",
+    "model",
+    "manufacturer",
+    "firmware_version",
+    "hardware_revision",
+)
 _PROFILE_DEFAULTS = (
     "variant",
     "manufacturer",
@@ -317,6 +321,10 @@ class RadioConfig:
     def payload_rate(self, mtu: int) -> float:
         """ATT payload bytes per second one direction can carry at this MTU."""
         return self.packets_per_event * (1000.0 / self.interval_ms) * (mtu - 3)
+
+
+def _default_codec(ident: OmiIdentity | None) -> CodecId:
+    return ident.codec if ident is not None else CodecId.OPUS_16K_20MS
 
 
 def _is_address(text: str) -> bool:

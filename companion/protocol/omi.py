@@ -68,7 +68,9 @@ class OmiIdentity:
 
 IDENTITY: dict[OmiVariant, OmiIdentity] = {
     OmiVariant.CV1: OmiIdentity("Based Hardware", "Omi CV 1", (3, 0, 21), "5.0", CodecId.OPUS_16K_20MS),
-    OmiVariant.DEVKIT: OmiIdentity("Based Hardware", "Omi DevKit 2", (2, 0, 10), "2.0", CodecId.OPUS_16K_10MS),
+    OmiVariant.DEVKIT: OmiIdentity(
+        "Based Hardware", "Omi DevKit 2", (2, 0, 10), "2.0", CodecId.OPUS_16K_10MS
+    ),
 }
 
 

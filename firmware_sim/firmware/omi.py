@@ -71,7 +71,7 @@ class OmiFirmware:
         if self._mtu_due is None or t < self._mtu_due - 1e-9 or link is None or not self.fw.powered:
             return
         if link.mtu > DEFAULT_MTU or self.mtu_requests > MTU_RECHECK_ATTEMPTS:
-            self._mtu_due = None  # raised, or the host's stack never answers with more: give up like the firmware
+            self._mtu_due = None  # raised, or the host never goes above 23: give up, as the firmware does
             return
         self.mtu_requests += 1
         self.fw._log("mtu_request", self.mtu_requests)
