@@ -39,6 +39,7 @@ from companion.events import (
     TranscriptEvent,
     TurnTimings,
 )
+from companion.gestures import Act, omi_gesture
 from companion.link.base import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
@@ -54,7 +55,7 @@ from companion.llm.memory import Conversation
 from companion.llm.responder import PreparedReply, Responder
 from companion.llm.skills import SkillsResponder
 from companion.llm.timers import Timers
-from companion.protocol import Button, DeviceState, PlaybackEvent
+from companion.protocol import Button, DeviceState, PlaybackEvent, Profile
 from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
 from companion.tts.chunker import SentenceChunker
 
@@ -533,6 +534,9 @@ class Session:
 
     async def _on_button(self, button: Button) -> None:
         busy = self._reply_task is not None and not self._reply_task.done()
+        if self.link.info.profile is Profile.OMI:
+            await self._on_omi_gesture(button, busy)
+            return
         if busy and button in _BARGE_BUTTONS:
             await self.barge_in(f"button {button.name.lower()}")
             if self.mode != "tap_to_talk" or button is not Button.TAP:
@@ -545,6 +549,21 @@ class Session:
             self._listening = False
             self._detector.end_turn()
             self._spawn(self._listen(False), "listen-off")
+
+    async def _on_omi_gesture(self, button: Button, busy: bool) -> None:
+        """Omi sends tap, double tap and long press (no press; a release after each): see gestures.py."""
+        listening = self._listening and self.mode != "hands_free"
+        for act in omi_gesture(button, self.mode, busy=busy, listening=listening):
+            if act is Act.BARGE_IN:
+                await self.barge_in(f"button {button.name.lower()}")
+            elif act is Act.LISTEN:
+                await self.start_listening()
+            elif act is Act.END_TURN and self._detector is not None:
+                self._listening = False
+                self._detector.end_turn()
+                self._spawn(self._listen(False), "listen-off")
+            elif act is Act.CLOSE:
+                await self.stop_listening()
 
     async def start_listening(self) -> None:
         """Open the mic for one turn (tap-to-talk, push-to-talk, the `listen` command)."""
