@@ -5,7 +5,8 @@ backend=SimClient)`` run bleak's real code path against the simulator.
 Both find headsets in this process (the default :class:`SimWorld`, or ``sim_world=``) and headsets served
 by a separately started ``python -m firmware_sim`` on its socket (``sim_socket=``; default
 :func:`firmware_sim.paths.default_socket_path`; ``sim_socket=False`` to skip it). Like BlueZ, the link
-starts at MTU 23; ``await client._backend._acquire_mtu()`` (BlueZ's private method name) exchanges it.
+starts at MTU 23; ``await client._backend._acquire_mtu()`` (BlueZ's private method name) exchanges it, and
+a headset that asks for the exchange itself (omi, 1.3 s after connecting) raises it for any client.
 """
 
 from __future__ import annotations

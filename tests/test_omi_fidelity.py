@@ -223,3 +223,29 @@ def test_every_frame_fits_from_mtu_166() -> None:
     assert packet is not None and packet[:3] == b"\x00\x00\x00" and len(packet) == 166 - 3  # wrapped to 0
     assert pk.packetize(bytes(94), 100) is not None and pk.packetize(bytes(95), 100) is None
     assert (pk.sent, pk.dropped, pk.next_id) == (2, 2, 3)
+
+
+async def test_the_device_raised_mtu_reaches_a_client_through_the_simulator_socket(tmp_path) -> None:
+    from firmware_sim import SimServer
+
+    sock = tmp_path / "sim.sock"
+    async with SimWorld() as served:
+        served.add_headset(HeadsetConfig(profile="omi", name="Omi Far", mic_noise_rms=800))
+        server = SimServer(served, sock)
+        await server.start()
+        try:
+            async with SimWorld() as empty:  # nothing in this process: the headset is across the socket
+                device = await BleakScanner.find_device_by_name(
+                    "Omi Far", timeout=5.0, backend=SimScanner, sim_world=empty, sim_socket=sock
+                )
+                assert device is not None
+                client = BleakClient(device, backend=SimClient, sim_world=empty, sim_socket=sock)
+                await client.connect()
+                packets: list[bytes] = []
+                await client.start_notify(AUDIO, lambda _, d: packets.append(bytes(d)))
+                assert client.mtu_size == 23
+                await until(lambda: len(packets) >= 10, 5.0, "audio after the device raised the MTU")
+                assert client.mtu_size == 247
+                await client.disconnect()
+        finally:
+            await server.aclose()
