@@ -10,7 +10,7 @@ import pytest
 
 from companion.config import Config
 from companion.engines import Engines
-from companion.events import ErrorEvent, ReplyEvent, TranscriptEvent, TurnTimings
+from companion.events import ErrorEvent, ReplyEvent, StateChanged, TranscriptEvent, TurnTimings
 from companion.gestures import Act, omi_gesture
 from companion.protocol import Button
 from companion.service import Service
@@ -102,6 +102,28 @@ async def test_omi_taps_talk_and_stop_in_push_to_talk(
             await _stop(task)
     assert "date" in transcript.text.lower()
     assert reply.intent == "date"
+
+
+async def test_omi_double_tap_stops_a_reply(
+    service_env, whisper_stt, piper_tts, synth_speech, pulse_null
+) -> None:
+    async with SimWorld() as world:
+        headset = world.add_headset(HeadsetConfig(profile="omi", name="Stopper"))
+        config = Config()
+        config.session.earcons = False
+        _, events, task = await _serve(config, whisper_stt, piper_tts)
+        try:
+            await asyncio.sleep(0.3)
+            await headset.mic.say(synth_speech("What can you do?"))  # the help skill: a long reply
+            async with asyncio.timeout(30):
+                while not (isinstance(e := await events.get(), StateChanged) and e.state == "speaking"):
+                    pass
+            await asyncio.sleep(0.6)
+            headset.press(Button.DOUBLE_TAP)
+            reply = await _next(events, ReplyEvent, timeout=5)
+        finally:
+            await _stop(task)
+    assert reply.interrupted
 
 
 def test_omi_gesture_table() -> None:
