@@ -3,10 +3,12 @@ set on connect, identity read, characteristics found by (service, characteristic
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
+from companion.link.base import BatteryEvent
 from companion.link.ble import BleHeadsetLink, BleLinkOptions
 from companion.link.bluez_battery import read_battery
 from companion.link.omi import find_char
@@ -34,6 +36,13 @@ async def test_battery_comes_from_bluez_when_its_plugin_hides_the_service(
         assert client is not None
         assert client.services.get_service(StdUUID.BATTERY_SERVICE) is None  # as stock BlueZ shows it
         assert link.info.battery == 63
+        events = link.events()
+        bluez.set_battery(hs.address, 58)  # BlueZ read a new level from the device: the link follows it
+        async with asyncio.timeout(3):
+            while not isinstance(event := await anext(events), BatteryEvent):
+                pass
+        assert event.percent == 58 and link.info.battery == 58
+    assert link._bluez_battery is not None and link._bluez_battery._bus is None  # closed with the link
 
 
 async def test_bluez_battery_absent_or_unreachable_is_none(bluez: BluezStandIn, session_bus: str) -> None:

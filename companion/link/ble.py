@@ -71,6 +71,7 @@ from .base import (
     PlaybackStatus,
     until_closed,
 )
+from .bluez_battery import BlueZBatteryWatch
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ class BleHeadsetLink(HeadsetLink):
         self._flow_changed = asyncio.Event()
         self._play_lock = asyncio.Lock()
         self._playing = False
+        self._bluez_battery: BlueZBatteryWatch | None = None  # the level from BlueZ when 0x180F is hidden
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> BleHeadsetLink:
@@ -223,6 +225,8 @@ class BleHeadsetLink(HeadsetLink):
                 if client.is_connected and self.info.profile is Profile.COMPANION:
                     await self._write_control(ControlMessage(Msg.LISTEN, False), client)
                 await client.disconnect()
+        if self._bluez_battery is not None:
+            await self._bluez_battery.aclose()
         self._connected.clear()
         self._audio_q.put_nowait(None)
         self._event_q.put_nowait(None)
@@ -295,9 +299,13 @@ class BleHeadsetLink(HeadsetLink):
             self.info.battery = parse_battery(await client.read_gatt_char(battery))
             await client.start_notify(battery, self._on_battery)
         elif self._use_bluez_battery():
-            from .bluez_battery import read_battery
+            from .bluez_battery import BlueZBatteryWatch
 
-            level = await read_battery(self.info.address, bus_address=self.options.dbus_address)
+            if self._bluez_battery is None:
+                self._bluez_battery = BlueZBatteryWatch(
+                    self.info.address, self._on_level, bus_address=self.options.dbus_address
+                )
+            level = await self._bluez_battery.start()
             self.info.battery = level if level is not None else self.info.battery
         if profile is Profile.COMPANION:
             await self._setup_companion(client, mtu)
@@ -446,11 +454,15 @@ class BleHeadsetLink(HeadsetLink):
 
     def _on_battery(self, _char: object, data: bytearray) -> None:
         try:
-            self.info.battery = parse_battery(data)
+            level = parse_battery(data)
         except ProtocolError:
             self._extra["control_malformed"] += 1
             return
-        self._event_q.put_nowait(BatteryEvent(self.info.battery, time.monotonic()))
+        self._on_level(level)
+
+    def _on_level(self, percent: int) -> None:
+        self.info.battery = percent
+        self._event_q.put_nowait(BatteryEvent(percent, time.monotonic()))
 
     def _on_omi_button(self, _char: object, data: bytearray) -> None:
         try:

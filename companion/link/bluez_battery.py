@@ -3,14 +3,17 @@
 Stock BlueZ loads its ``battery`` plugin, which claims the Battery Service (0x180F) of every LE device:
 the service never appears among the GATT services a client such as bleak sees, and the level is published
 as the ``Percentage`` property of ``org.bluez.Battery1`` on the device's object instead. This reads it
-with dbus-fast (installed with bleak on Linux). No adapter, no bus or no such object: None, never an error,
-since the battery level is nice to have and must not fail a connection.
+with dbus-fast (installed with bleak on Linux), once (:func:`read_battery`) or followed by its changes
+(:class:`BlueZBatteryWatch`). No adapter, no bus or no such object: None, never an error, since the battery
+level is nice to have and must not fail a connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -28,39 +31,11 @@ async def read_battery(
 
     ``bus_address`` None means the system bus (where bluetoothd lives); tests pass a private bus.
     """
+    watch = BlueZBatteryWatch(address, lambda _: None, bus_address=bus_address)
     try:
-        from dbus_fast import BusType, Message, MessageType
-        from dbus_fast.aio import MessageBus
-    except ImportError:  # not on Linux: bleak did not pull dbus-fast in
-        return None
-    bus: Any = None
-    try:
-        async with asyncio.timeout(timeout):
-            if bus_address is None:
-                bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-            else:
-                bus = await MessageBus(bus_address=bus_address).connect()
-            reply = await bus.call(
-                Message(
-                    destination=BLUEZ,
-                    path="/",
-                    interface="org.freedesktop.DBus.ObjectManager",
-                    member="GetManagedObjects",
-                )
-            )
-    except (OSError, TimeoutError, ValueError) as exc:
-        log.debug("no BlueZ battery for %s: %s", address, exc)
-        return None
-    except Exception as exc:  # dbus-fast's errors for a bus that refuses us (auth, policy)
-        log.debug("no BlueZ battery for %s: %r", address, exc)
-        return None
+        return await watch.start(timeout)
     finally:
-        if bus is not None:
-            bus.disconnect()
-    if reply.message_type is MessageType.ERROR:
-        log.debug("BlueZ did not list its objects: %s %s", reply.error_name, reply.body)
-        return None
-    return battery_from_objects(reply.body[0], address)
+        await watch.aclose()
 
 
 def battery_from_objects(objects: dict[str, dict[str, dict[str, Any]]], address: str) -> int | None:
@@ -84,3 +59,93 @@ def battery_from_objects(objects: dict[str, dict[str, dict[str, Any]]], address:
 
 def _value(v: Any) -> Any:
     return getattr(v, "value", v)  # dbus-fast Variant
+
+
+class BlueZBatteryWatch:
+    """Follows one device's ``Battery1.Percentage``: :meth:`start` reads it and subscribes to its changes
+    (``on_level`` is called with each new value); :meth:`aclose` ends that. Start again after a reconnect."""
+
+    def __init__(
+        self, address: str, on_level: Callable[[int], None], *, bus_address: str | None = None
+    ) -> None:
+        self.address = address.upper()
+        self.on_level = on_level
+        self.bus_address = bus_address
+        self.path: str | None = None
+        self._bus: Any = None
+
+    async def start(self, timeout: float = TIMEOUT_S) -> int | None:
+        await self.aclose()
+        try:
+            from dbus_fast import BusType, Message, MessageType
+            from dbus_fast.aio import MessageBus
+        except ImportError:
+            return None
+        try:
+            async with asyncio.timeout(timeout):
+                if self.bus_address is None:
+                    self._bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+                else:
+                    self._bus = await MessageBus(bus_address=self.bus_address).connect()
+                reply = await self._bus.call(
+                    Message(
+                        destination=BLUEZ,
+                        path="/",
+                        interface="org.freedesktop.DBus.ObjectManager",
+                        member="GetManagedObjects",
+                    )
+                )
+                if reply.message_type is MessageType.ERROR:
+                    raise ValueError(f"{reply.error_name}: {reply.body}")
+                objects = reply.body[0]
+                self.path = _device_path(objects, self.address)
+                if self.path is None:
+                    raise ValueError("BlueZ publishes no battery for it")
+                rule = (
+                    "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
+                    f"path='{self.path}',arg0='{BATTERY_IFACE}'"
+                )
+                self._bus.add_message_handler(self._on_message)
+                await self._bus.call(
+                    Message(
+                        destination="org.freedesktop.DBus",
+                        path="/org/freedesktop/DBus",
+                        interface="org.freedesktop.DBus",
+                        member="AddMatch",
+                        signature="s",
+                        body=[rule],
+                    )
+                )
+        except Exception as exc:  # no bus, no BlueZ, refused, timed out: no battery, never a failure
+            log.debug("no BlueZ battery for %s: %r", self.address, exc)
+            await self.aclose()
+            return None
+        return battery_from_objects(objects, self.address)
+
+    def _on_message(self, msg: Any) -> None:
+        if msg.member != "PropertiesChanged" or msg.path != self.path or not msg.body:
+            return
+        iface, changed = msg.body[0], msg.body[1]
+        if iface != BATTERY_IFACE or "Percentage" not in changed:
+            return
+        percent = int(_value(changed["Percentage"]))
+        if 0 <= percent <= 100:
+            self.on_level(percent)
+
+    async def aclose(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            with contextlib.suppress(Exception):
+                bus.disconnect()
+
+
+def _device_path(objects: dict[str, dict[str, dict[str, Any]]], address: str) -> str | None:
+    for path, ifaces in objects.items():
+        device = ifaces.get(DEVICE_IFACE)
+        if (
+            device is not None
+            and BATTERY_IFACE in ifaces
+            and str(_value(device.get("Address", ""))).upper() == address
+        ):
+            return path
+    return None
