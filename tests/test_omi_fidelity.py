@@ -218,11 +218,15 @@ def test_every_frame_fits_from_mtu_166() -> None:
 
     pk = OmiPacketizer(first_id=65535)
     assert MTU_FOR_EVERY_FRAME == 166
-    assert pk.packetize(bytes(160), 165) is None  # 160 + 3 > 165 - 3: dropped, id 65535 used
-    packet = pk.packetize(bytes(160), 166)
-    assert packet is not None and packet[:3] == b"\x00\x00\x00" and len(packet) == 166 - 3  # wrapped to 0
-    assert pk.packetize(bytes(94), 100) is not None and pk.packetize(bytes(95), 100) is None
+    assert pk.packetize(bytes(160), 165) == []  # 160 + 3 > 165 - 3: dropped, id 65535 used
+    [packet] = pk.packetize(bytes(160), 166)
+    assert packet[:3] == b"\x00\x00\x00" and len(packet) == 166 - 3  # the id wrapped to 0
+    assert len(pk.packetize(bytes(94), 100)) == 1 and pk.packetize(bytes(95), 100) == []
     assert (pk.sent, pk.dropped, pk.next_id) == (2, 2, 3)
+    devkit = OmiPacketizer(split=True)  # the DevKit's fixed pusher: MTU - 6 bytes a notification
+    packets = devkit.packetize(bytes(160), 100)
+    assert [len(p) - 3 for p in packets] == [94, 66] and [p[2] for p in packets] == [0, 1]
+    assert devkit.next_id == 2 and devkit.dropped == 0
 
 
 async def test_the_device_raised_mtu_reaches_a_client_through_the_simulator_socket(tmp_path) -> None:
@@ -249,3 +253,23 @@ async def test_the_device_raised_mtu_reaches_a_client_through_the_simulator_sock
                 await client.disconnect()
         finally:
             await server.aclose()
+
+
+async def test_the_devkit_streams_codec_20_without_loss_at_mtu_100(sim_world: SimWorld, speech_set) -> None:
+    pcm = speech_set[1].pcm()[: 16000 * 2]
+    hs = sim_world.add_headset(
+        HeadsetConfig(profile="omi", variant="devkit", name="Omi DK100"), RadioConfig(max_mtu=100)
+    )
+    client = await _plain_client(sim_world, "Omi DK100")
+    await client._backend._acquire_mtu()  # type: ignore[attr-defined]
+    packets: list[bytes] = []
+    await client.start_notify(AUDIO, lambda _, d: packets.append(bytes(d)))
+    await hs.mic.say(pcm)
+    await asyncio.sleep(0.3)
+    await client.disconnect()
+    out, reasm = _decode(packets, CodecId.OPUS_16K_10MS)
+    assert hs.firmware.omi is not None and hs.firmware.omi.packetizer.dropped == 0
+    assert reasm.counters.packets_lost == 0 and reasm.counters.frames_incomplete == 0
+    assert reasm.counters.frames_decoded >= 200  # 10 ms frames
+    off = find_offset(out, pcm)
+    assert snr_db(pcm, out[off : off + len(pcm)]) > 6.0

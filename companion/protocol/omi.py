@@ -13,7 +13,8 @@ config.h) for the consumer device (CV1) and the DevKit:
   The id counter is never reset, so ids continue across reconnects.
 * Opus on CV1: codec 21, 20 ms frames, CELT restricted low delay, 32 kbit/s unconstrained VBR,
   complexity 3, no FEC, at most 160 bytes a frame; every frame fits from MTU 166. The DevKit sends
-  codec 20 (10 ms frames).
+  codec 20 (10 ms frames), and its pusher was fixed to leave room for the ATT header: it splits a frame
+  into notifications of ``MTU - 6`` codec bytes, one packet id each, the index counting them from 0.
 * Buttons: tap (1), double tap (2) and long press (3), each followed by a release (5) one 40 ms button
   poll later; never press (4). Holding 3 s powers the device off.
 """
@@ -64,12 +65,15 @@ class OmiIdentity:
     firmware: tuple[int, int, int]
     hardware: str
     codec: CodecId
+    splits_frames: bool  # the pusher splits frames that do not fit (DevKit) instead of losing them (CV1)
 
 
 IDENTITY: dict[OmiVariant, OmiIdentity] = {
-    OmiVariant.CV1: OmiIdentity("Based Hardware", "Omi CV 1", (3, 0, 21), "5.0", CodecId.OPUS_16K_20MS),
+    OmiVariant.CV1: OmiIdentity(
+        "Based Hardware", "Omi CV 1", (3, 0, 21), "5.0", CodecId.OPUS_16K_20MS, False
+    ),
     OmiVariant.DEVKIT: OmiIdentity(
-        "Based Hardware", "Omi DevKit 2", (2, 0, 10), "2.0", CodecId.OPUS_16K_10MS
+        "Based Hardware", "Omi DevKit 2", (2, 0, 10), "2.0", CodecId.OPUS_16K_10MS, True
     ),
 }
 
@@ -80,25 +84,35 @@ def frame_fits(frame_bytes: int, mtu: int) -> bool:
 
 
 class OmiPacketizer:
-    """Frames -> notifications as the Omi pusher makes them: one per frame, or none (the id still used).
+    """Frames -> notifications as the Omi pusher makes them. CV1: one per frame, or none (the id still
+    used); ``split=True`` (DevKit): as many ``MTU - 6``-byte pieces as the frame needs.
 
     ``dropped`` counts frames that did not fit. Keep one instance for the life of the device: ids go on
     across connections.
     """
 
-    def __init__(self, first_id: int = 0) -> None:
+    def __init__(self, first_id: int = 0, *, split: bool = False) -> None:
         self.next_id = first_id & 0xFFFF
+        self.split = split
         self.dropped = 0
         self.sent = 0
 
-    def packetize(self, frame: bytes, mtu: int) -> bytes | None:
-        packet_id = self.next_id
-        self.next_id = (self.next_id + 1) & 0xFFFF
-        if not frame_fits(len(frame), mtu):
-            self.dropped += 1
-            return None
-        self.sent += 1
-        return struct.pack("<HB", packet_id, 0) + frame
+    def packetize(self, frame: bytes, mtu: int) -> list[bytes]:
+        room = mtu - ATT_HEADER - HEADER
+        if self.split and room > 0:
+            pieces = [frame[i : i + room] for i in range(0, len(frame), room)]
+        else:
+            pieces = [frame]
+        out = []
+        for index, piece in enumerate(pieces):
+            packet_id = self.next_id
+            self.next_id = (self.next_id + 1) & 0xFFFF
+            if not frame_fits(len(piece), mtu):
+                self.dropped += 1
+                return []
+            out.append(struct.pack("<HB", packet_id, index & 0xFF) + piece)
+        self.sent += len(out)
+        return out
 
 
 def encode_time(epoch_s: float) -> bytes:

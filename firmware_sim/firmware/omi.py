@@ -19,6 +19,7 @@ from companion.protocol.gatt import DEFAULT_MTU, MAX_MTU
 from companion.protocol.omi import (
     BUTTON_POLL_S,
     GESTURES,
+    IDENTITY,
     MTU_RECHECK_ATTEMPTS,
     MTU_RECHECK_S,
     MTU_REQUEST_DELAY_S,
@@ -45,7 +46,9 @@ class OmiFirmware:
 
     def __init__(self, fw: Firmware) -> None:
         self.fw = fw
-        self.packetizer = OmiPacketizer()  # one for the device's life: ids go on across connections
+        variant = fw.config.variant
+        # one for the device's life: ids go on across connections
+        self.packetizer = OmiPacketizer(split=variant is not None and IDENTITY[variant].splits_frames)
         self.dim_ratio = 100
         self.mic_gain = 5
         self.mtu_requests = 0
@@ -80,7 +83,8 @@ class OmiFirmware:
 
     # -- audio -------------------------------------------------------------------------------------
     def send(self, frames: list[bytes]) -> None:
-        """The pusher: one notification per frame that fits ``MTU - 6`` bytes, else the frame is lost."""
+        """The pusher: CV1 sends a frame that fits ``MTU - 6`` bytes in one notification, else loses it;
+        the DevKit splits it into ``MTU - 6``-byte pieces."""
         link = self.fw.link
         assert link is not None
         handle = self.fw._mic_handle
@@ -88,11 +92,11 @@ class OmiFirmware:
             if link.ring_frames >= link.config.tx_ring_frames:
                 link.offer_audio("mic", handle, [frame])  # the ring is full: counted there, no id used
                 continue
-            packet = self.packetizer.packetize(frame, link.mtu)
-            if packet is None:
+            packets = self.packetizer.packetize(frame, link.mtu)
+            if not packets:
                 self.fw._log("frame_too_big", len(frame))
                 continue
-            link.offer_audio("mic", handle, [packet])
+            link.offer_audio("mic", handle, packets)
 
     # -- buttons and power -------------------------------------------------------------------------
     def gesture(self, button: Button) -> None:
