@@ -299,8 +299,6 @@ class BleHeadsetLink(HeadsetLink):
             self.info.battery = parse_battery(await client.read_gatt_char(battery))
             await client.start_notify(battery, self._on_battery)
         elif self._use_bluez_battery():
-            from .bluez_battery import BlueZBatteryWatch
-
             if self._bluez_battery is None:
                 self._bluez_battery = BlueZBatteryWatch(
                     self.info.address, self._on_level, bus_address=self.options.dbus_address
