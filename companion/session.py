@@ -456,8 +456,12 @@ class Session:
         task, self._reply_task = self._reply_task, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled ourselves (the service stops during a barge-in)
 
     async def barge_in(self, why: str) -> None:
         """Stop the reply now: cancel LLM, TTS and sending, flush the headset, keep what was heard."""
