@@ -16,6 +16,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from companion.bus.topics import device_id
 from companion.carryover import Carryover
@@ -27,6 +28,9 @@ from companion.link.ble import BleHeadsetLink, BleLinkOptions, FoundHeadset, des
 from companion.protocol import codec_by_name
 from companion.registry import KnownHeadset, RegistryError, load_known
 from companion.session import Session
+
+if TYPE_CHECKING:
+    from companion.link.local import LocalAudioLink
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +147,7 @@ class Service:
             hands_free=self.config.session.mode == "hands_free",
             reconnect_backoff_max_s=link_cfg.reconnect_backoff_max_s,
         )
+        speaker = None
         try:
             async with BleHeadsetLink(
                 found.device,
@@ -160,6 +165,8 @@ class Service:
                         link, self.config.satellite, list(self.devices).index(found.address.upper())
                     )
                     return
+                if not link.info.has_speaker:  # an Omi pendant: replies play on this machine
+                    speaker = await _open_local_speaker(link.info.name)
                 session = Session(
                     link,
                     stt=self.engines.stt,
@@ -167,6 +174,7 @@ class Service:
                     llm=self.engines.llm,
                     config=self.config,
                     hub=self.hub,
+                    speaker=speaker,
                 )
                 dev.carry.restore(session)
                 dev.session = session
@@ -185,6 +193,8 @@ class Service:
                 dev.carry = Carryover.of(dev.session)
             dev.session = None
             dev.link = None
+            if speaker is not None:
+                await speaker.aclose()
 
     def _announce(self, link: BleHeadsetLink) -> None:
         bridge = getattr(self, "_bridge_obj", None)
@@ -262,9 +272,9 @@ class Service:
         return {"ok": True, "device": session.device}
 
 
-@contextlib.asynccontextmanager
-async def _local_speaker(name: str):
-    """Replies for a headset without a speaker (omi) play on this machine's sound device, when it has one."""
+async def _open_local_speaker(name: str) -> LocalAudioLink | None:
+    """Replies for a headset without a speaker (omi) play on this machine's sound device, when it has one;
+    None (and a warning) when none is usable. The caller closes it."""
     from companion.link.base import LinkError
 
     try:
@@ -272,16 +282,12 @@ async def _local_speaker(name: str):
 
         link = LocalAudioLink(name=f"{name} (local speaker)", options=LocalAudioOptions(capture=False))
         await link.__aenter__()
-    except (ImportError, LinkError) as exc:
+    except (ImportError, LinkError, OSError) as exc:
         log.warning(
             "%s has no speaker and no local sound device is usable (%s): replies are not played", name, exc
         )
-        yield None
-        return
-    try:
-        yield link
-    finally:
-        await link.aclose()
+        return None
+    return link
 
 
 def _describe(exc: BaseException) -> str:

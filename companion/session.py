@@ -41,6 +41,7 @@ from companion.events import (
     TranscriptEvent,
     TurnTimings,
 )
+from companion.gestures import Act, omi_gesture
 from companion.link.base import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
@@ -57,7 +58,7 @@ from companion.llm.memory import Conversation
 from companion.llm.responder import PreparedReply, Responder, apology
 from companion.llm.skills import SkillsResponder
 from companion.llm.timers import Timers
-from companion.protocol import Button, DeviceState, PlaybackEvent
+from companion.protocol import Button, DeviceState, PlaybackEvent, Profile
 from companion.remote.errors import SpeechServiceUnavailable
 from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
 from companion.thinking import with_thinking_cue
@@ -515,8 +516,12 @@ class Session:
         task, self._reply_task = self._reply_task, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled ourselves (the service stops during a barge-in)
 
     async def barge_in(self, why: str, *, clear: bool = True) -> None:
         """Stop the reply now: cancel LLM, TTS and sending, flush the headset, keep what was heard.
@@ -631,6 +636,9 @@ class Session:
 
     async def _on_button(self, button: Button) -> None:
         busy = self._reply_task is not None and not self._reply_task.done()
+        if self.link.info.profile is Profile.OMI:
+            await self._on_omi_gesture(button, busy)
+            return
         if busy and button in _BARGE_BUTTONS:
             await self.barge_in(f"button {button.name.lower()}")
             if self.mode != "tap_to_talk" or button is not Button.TAP:
@@ -643,6 +651,21 @@ class Session:
             self._listening = False
             self._detector.end_turn()
             self._spawn(self._listen(False), "listen-off")
+
+    async def _on_omi_gesture(self, button: Button, busy: bool) -> None:
+        """Omi sends tap, double tap and long press (no press; a release after each): see gestures.py."""
+        listening = self._listening and self.mode != "hands_free"
+        for act in omi_gesture(button, self.mode, busy=busy, listening=listening):
+            if act is Act.BARGE_IN:
+                await self.barge_in(f"button {button.name.lower()}")
+            elif act is Act.LISTEN:
+                await self.start_listening()
+            elif act is Act.END_TURN and self._detector is not None:
+                self._listening = False
+                self._detector.end_turn()
+                self._spawn(self._listen(False), "listen-off")
+            elif act is Act.CLOSE:
+                await self.stop_listening()
 
     async def start_listening(self) -> None:
         """Open the mic for one turn (tap-to-talk, push-to-talk, the `listen` command)."""

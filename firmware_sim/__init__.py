@@ -11,7 +11,7 @@ Quick start::
 ``python -m firmware_sim`` serves headsets to other processes; see docs/simulator.md.
 """
 
-from .bleak_backend import SimClient, SimDeviceDetails, SimScanner
+from .bleak_backend import BlueZSimClient, SimClient, SimDeviceDetails, SimScanner
 from .config import ConfigError, HeadsetConfig, OpusSettings, RadioConfig
 from .firmware import ErrorCode, MicClosed, VoiceError, VoiceUnavailable
 from .gatt import AttError, GattTable
@@ -27,6 +27,7 @@ __all__ = [
     "Advertisement",
     "AttError",
     "AudioTruth",
+    "BlueZSimClient",
     "ConfigError",
     "ErrorCode",
     "GattTable",

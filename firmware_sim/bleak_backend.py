@@ -5,7 +5,8 @@ backend=SimClient)`` run bleak's real code path against the simulator.
 Both find headsets in this process (the default :class:`SimWorld`, or ``sim_world=``) and headsets served
 by a separately started ``python -m firmware_sim`` on its socket (``sim_socket=``; default
 :func:`firmware_sim.paths.default_socket_path`; ``sim_socket=False`` to skip it). Like BlueZ, the link
-starts at MTU 23; ``await client._backend._acquire_mtu()`` (BlueZ's private method name) exchanges it.
+starts at MTU 23; ``await client._backend._acquire_mtu()`` (BlueZ's private method name) exchanges it, and
+a headset that asks for the exchange itself (omi, 1.3 s after connecting) raises it for any client.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
+
+from companion.protocol.gatt import sig_uuid
 
 from .gatt import AttError, GattTable
 from .headset import Advertisement
@@ -173,6 +176,9 @@ class SimScanner(BaseBleakScanner):
 class SimClient(BaseBleakClient):
     """bleak client backend over a simulated link (in-process, or through the simulator's socket)."""
 
+    #: Services the host's stack keeps to itself, so a bleak client never sees them.
+    hidden_services: frozenset[str] = frozenset()
+
     def __init__(
         self,
         address_or_ble_device: BLEDevice | str,
@@ -247,6 +253,8 @@ class SimClient(BaseBleakClient):
         coll = BleakGATTServiceCollection()
         for s in table.services:
             if self._services_filter is not None and s.uuid not in self._services_filter:
+                continue
+            if s.uuid in self.hidden_services:
                 continue
             service = BleakGATTService(s, s.handle, s.uuid)
             coll.add_service(service)
@@ -342,3 +350,10 @@ class SimClient(BaseBleakClient):
     async def stop_notify(self, characteristic: BleakGATTCharacteristic, **kwargs: Any) -> None:
         conn = self._require()
         await self._call(conn.subscribe(characteristic.handle, None))
+
+
+class BlueZSimClient(SimClient):
+    """A host with stock BlueZ: its battery plugin claims the Battery Service (0x180F), so GATT clients
+    never see it and read the level from ``org.bluez.Battery1`` on D-Bus instead."""
+
+    hidden_services = frozenset({sig_uuid(0x180F)})

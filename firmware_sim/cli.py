@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--storage", action="store_true", help="omi offline storage of audio while no host is connected"
     )
+    g.add_argument(
+        "--variant",
+        choices=["cv1", "devkit"],
+        help="omi build: cv1 (the consumer Omi, Opus 20 ms, default) or devkit (Opus 10 ms)",
+    )
     g = p.add_argument_group("the wearer")
     g.add_argument(
         "--mic",
@@ -163,7 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest ATT MTU the headset accepts (23-517, default 247); the link starts at 23 "
         "until the host exchanges the MTU",
     )
-    g.add_argument("--auto-mtu", action="store_true", help="raise the MTU at connect without the host asking")
+    g.add_argument(
+        "--auto-mtu", action="store_true", help="the host's stack raises the MTU at connect (as macOS does)"
+    )
+    g.add_argument(
+        "--no-device-mtu",
+        action="store_true",
+        help="the headset does not ask for the MTU exchange itself (omi does, 1.3 s after connecting)",
+    )
     g.add_argument(
         "--interval-ms", type=float, default=15.0, metavar="MS", help="connection interval (default 15)"
     )
@@ -224,6 +236,8 @@ def configs(args: argparse.Namespace) -> list[tuple[HeadsetConfig, RadioConfig]]
             mic_noise_rms=args.noise,
             battery_percent=args.battery,
             has_storage=args.storage,
+            variant=args.variant,
+            requests_mtu=False if args.no_device_mtu else None,
             seed=seed,
         )
         radio = RadioConfig(

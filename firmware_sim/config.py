@@ -13,6 +13,7 @@ from typing import Any
 
 from companion.protocol import CodecId, Profile, codec_spec
 from companion.protocol.control import OMI_CODECS
+from companion.protocol.omi import IDENTITY, MIN_STREAM_MTU, OmiIdentity, OmiVariant
 
 SAMPLE_RATE = 16000
 TICK_MS = 20
@@ -32,19 +33,34 @@ class OpusSettings:
     application: str = "voip"
     bitrate: int = 24000
     fec: bool = True
+    complexity: int | None = None  # None: libopus's default
+    constrained_vbr: bool | None = None
+    max_bytes: int | None = None  # the largest frame the encoder may produce
 
     def __post_init__(self) -> None:
         if self.application not in ("voip", "lowdelay"):
             raise ConfigError(f"opus application {self.application!r}: choose 'voip' or 'lowdelay'")
         if not 6000 <= self.bitrate <= 128000:
             raise ConfigError(f"opus bitrate {self.bitrate}: must be 6000-128000 bit/s")
+        if self.complexity is not None and self.complexity not in range(11):
+            raise ConfigError(f"opus complexity {self.complexity}: must be 0-10")
+        if self.max_bytes is not None and self.max_bytes not in range(20, 1276):
+            raise ConfigError(f"opus max_bytes {self.max_bytes}: must be 20-1275")
 
     def encoder_options(self) -> dict[str, Any]:
-        return {"application": self.application, "bitrate": self.bitrate, "fec": self.fec}
+        return {
+            "application": self.application,
+            "bitrate": self.bitrate,
+            "fec": self.fec,
+            "complexity": self.complexity,
+            "constrained_vbr": self.constrained_vbr,
+            "max_bytes": self.max_bytes,
+        }
 
 
 COMPANION_OPUS = OpusSettings("voip", 24000, True)
-OMI_OPUS = OpusSettings("lowdelay", 32000, False)
+#: Omi CV1 (config.h): CELT restricted low delay, 32 kbit/s unconstrained VBR, complexity 3, no FEC, <= 160 B
+OMI_OPUS = OpusSettings("lowdelay", 32000, False, complexity=3, constrained_vbr=False, max_bytes=160)
 
 COMPANION_MIC_CODECS: tuple[CodecId, ...] = (
     CodecId.OPUS_16K_20MS,
@@ -96,6 +112,7 @@ class HeadsetConfig:
     """
 
     profile: Profile | str = Profile.COMPANION
+    variant: OmiVariant | str | None = None  # omi: "cv1" (the consumer Omi, default) or "devkit"
     name: str | None = None
     address: str | None = None
     mic_codec: CodecId | str | None = None
@@ -118,9 +135,11 @@ class HeadsetConfig:
     battery_drain_per_min: float = 0.1
     battery_notify_s: float | None = None
     firmware_version: tuple[int, int, int] | None = None
-    manufacturer: str = "companion-sim"
+    manufacturer: str | None = None
     model: str | None = None
+    hardware_revision: str | None = None
     serial: str | None = None
+    requests_mtu: bool | None = None  # the device asks for the MTU exchange itself (omi: 1.3 s after connect)
     echo_gain: float = 0.0
     mic_noise_rms: float = 0.0
     min_stream_mtu: int | None = None
@@ -133,6 +152,14 @@ class HeadsetConfig:
         except ValueError:
             raise ConfigError(f"profile {self.profile!r}: choose 'companion' or 'omi'") from None
         omi = self.profile is Profile.OMI
+        if omi:
+            try:
+                set_(self, "variant", OmiVariant(self.variant or OmiVariant.CV1))
+            except ValueError:
+                raise ConfigError(f"variant {self.variant!r}: choose 'cv1' or 'devkit'") from None
+        elif self.variant is not None:
+            raise ConfigError(f"variant {self.variant!r}: only the omi profile has variants")
+        ident = IDENTITY[self.variant] if omi else None  # type: ignore[index]
         if self.name is None:
             set_(self, "name", "Omi" if omi else "Companion Sim")
         if not self.name or len(self.name.encode()) > 29:
@@ -144,7 +171,7 @@ class HeadsetConfig:
         set_(
             self,
             "mic_codec",
-            _codec("mic_codec", CodecId.OPUS_16K_20MS if self.mic_codec is None else self.mic_codec),
+            _codec("mic_codec", self.mic_codec if self.mic_codec is not None else _default_codec(ident)),
         )
         if self.mic_opus is None:
             set_(self, "mic_opus", OMI_OPUS if omi else COMPANION_OPUS)
@@ -181,15 +208,21 @@ class HeadsetConfig:
             set_(self, "battery_notify_s", 5.0 if omi else 0.0)
         _check_range("battery_notify_s", self.battery_notify_s, 0, 3600)  # type: ignore[arg-type]
         if self.firmware_version is None:
-            set_(self, "firmware_version", (2, 0, 10) if omi else (1, 0, 0))
+            set_(self, "firmware_version", ident.firmware if ident else (1, 0, 0))
         if len(self.firmware_version) != 3 or not all(0 <= int(v) <= 255 for v in self.firmware_version):  # type: ignore[arg-type]
             raise ConfigError(f"firmware_version {self.firmware_version}: three numbers 0-255")
         if self.model is None:
-            set_(self, "model", "Omi DevKit 2 (simulated)" if omi else "companion-sim headset")
+            set_(self, "model", ident.model if ident else "companion-sim headset")
+        if self.manufacturer is None:
+            set_(self, "manufacturer", ident.manufacturer if ident else "companion-sim")
+        if self.hardware_revision is None:
+            set_(self, "hardware_revision", ident.hardware if ident else "1.0")
+        if self.requests_mtu is None:
+            set_(self, "requests_mtu", omi)
         _check_range("echo_gain", self.echo_gain, 0.0, 4.0)
         _check_range("mic_noise_rms", self.mic_noise_rms, 0.0, 10000.0)
         if self.min_stream_mtu is None:
-            set_(self, "min_stream_mtu", 100 if omi else MIN_MTU)
+            set_(self, "min_stream_mtu", MIN_STREAM_MTU if omi else MIN_MTU)
         _check_range("min_stream_mtu", self.min_stream_mtu, MIN_MTU, MAX_MTU)  # type: ignore[arg-type]
 
     def with_(self, **changes: Any) -> HeadsetConfig:
@@ -197,6 +230,9 @@ class HeadsetConfig:
         fields that default per profile (name, codecs, speaker, haptic, battery cadence ...) unless given."""
         if "profile" in changes and Profile(changes["profile"]) is not self.profile:
             for name in _PROFILE_DEFAULTS:
+                changes.setdefault(name, None)
+        if "variant" in changes and changes["variant"] != self.variant:
+            for name in _VARIANT_DEFAULTS:
                 changes.setdefault(name, None)
         return replace(self, **changes)
 
@@ -206,7 +242,19 @@ class HeadsetConfig:
         return max(1, self.speaker_buffer_ms // TICK_MS)
 
 
+_VARIANT_DEFAULTS = (
+    "mic_codec",
+    "mic_codecs",
+    "model",
+    "manufacturer",
+    "firmware_version",
+    "hardware_revision",
+)
 _PROFILE_DEFAULTS = (
+    "variant",
+    "manufacturer",
+    "hardware_revision",
+    "requests_mtu",
     "name",
     "mic_opus",
     "mic_codecs",
@@ -273,6 +321,10 @@ class RadioConfig:
     def payload_rate(self, mtu: int) -> float:
         """ATT payload bytes per second one direction can carry at this MTU."""
         return self.packets_per_event * (1000.0 / self.interval_ms) * (mtu - 3)
+
+
+def _default_codec(ident: OmiIdentity | None) -> CodecId:
+    return ident.codec if ident is not None else CodecId.OPUS_16K_20MS
 
 
 def _is_address(text: str) -> bool:

@@ -173,17 +173,7 @@ def build_table(config: HeadsetConfig) -> GattTable:
             b.char("flow", CompanionUUID.FLOW, READ, NOTIFY)
         b.char("capabilities", CompanionUUID.CAPABILITIES, READ)
     else:
-        b.service(OmiUUID.SERVICE)
-        b.char("mic", OmiUUID.AUDIO, NOTIFY)
-        b.char("codec", OmiUUID.CODEC, READ)
-        b.char("features", OmiUUID.FEATURES, READ)
-        b.char("time_sync", OmiUUID.TIME_SYNC, WRITE)
-        if config.has_button:
-            b.service(OmiUUID.BUTTON_SERVICE)
-            b.char("button", OmiUUID.BUTTON, READ, NOTIFY)
-        if config.has_haptic:
-            b.service(OmiUUID.HAPTIC_SERVICE)
-            b.char("haptic", OmiUUID.HAPTIC, WRITE)
+        _omi_services(b, config)
     if config.has_battery:
         b.service(StdUUID.BATTERY_SERVICE)
         b.char("battery", StdUUID.BATTERY_LEVEL, READ, NOTIFY)
@@ -192,4 +182,33 @@ def build_table(config: HeadsetConfig) -> GattTable:
     b.char("model", StdUUID.MODEL_NUMBER, READ)
     b.char("serial", StdUUID.SERIAL_NUMBER, READ)
     b.char("firmware_revision", StdUUID.FIRMWARE_REVISION, READ)
+    b.char("hardware_revision", StdUUID.HARDWARE_REVISION, READ)
     return GattTable(b.services)
+
+
+def _omi_services(b: _Builder, config: HeadsetConfig) -> None:
+    """Omi's services in the firmware's registration order (transport.c, button.c, haptic.c, storage.c)."""
+    if config.has_button:
+        b.service(OmiUUID.BUTTON_SERVICE)
+        b.char("button", OmiUUID.BUTTON, READ, NOTIFY)
+    if config.has_haptic:
+        b.service(OmiUUID.HAPTIC_SERVICE)
+        b.char("haptic", OmiUUID.HAPTIC, WRITE)
+    b.service(OmiUUID.SERVICE)
+    b.char("mic", OmiUUID.AUDIO, READ, NOTIFY)
+    b.char("codec", OmiUUID.CODEC, READ)
+    b.service(OmiUUID.SETTINGS_SERVICE)
+    b.char("dim_ratio", OmiUUID.DIM_RATIO, READ, WRITE)
+    b.char("mic_gain", OmiUUID.MIC_GAIN, READ, WRITE)
+    b.char("charging", OmiUUID.CHARGING, READ, NOTIFY)
+    b.service(OmiUUID.FEATURES_SERVICE)
+    b.char("features", OmiUUID.FEATURES, READ)
+    b.service(OmiUUID.TIME_SYNC_SERVICE)
+    b.char("time_sync", OmiUUID.TIME_SYNC, WRITE)
+    b.char("time_read", OmiUUID.TIME_READ, READ)
+    b.service(OmiUUID.DIAGNOSTICS_SERVICE)
+    b.char("diagnostics", OmiUUID.DIAGNOSTICS, READ)
+    # CV1 builds always carry the SD-card storage service; has_storage decides whether audio is kept
+    b.service(OmiUUID.STORAGE_SERVICE)
+    b.char("storage_data", OmiUUID.STORAGE_DATA, WRITE, NOTIFY)
+    b.char("storage_read", OmiUUID.STORAGE_READ, READ)

@@ -70,6 +70,7 @@ class VirtualHeadset:
         self.firmware = Firmware(config, self._clock.now)
         self.radio = Radio(radio, self.firmware, config.name or "headset", address, self._owner)
         self.firmware.on_battery_empty = self.power_off
+        self.firmware.on_power_off = self.power_off
         self._recording: Recording | None = None
         self.last_recording: Recording | None = None
         self._owner.spawn(self._clock.run(), "clock")
@@ -154,14 +155,12 @@ class VirtualHeadset:
 
     def epoch_time(self) -> float | None:
         """Wall-clock seconds as the host set them with TIME_SYNC, advanced by the headset clock."""
-        if self.firmware.epoch is None:
-            return None
-        epoch, at = self.firmware.epoch
-        return epoch + (self.clock() - at)
+        return self.firmware.epoch_now()
 
     # -- actions -----------------------------------------------------------------------------------
     def press(self, button: Button = Button.TAP) -> None:
-        """A button gesture: a CONTROL BUTTON event (omi: the 8-byte button notification)."""
+        """A button gesture: a CONTROL BUTTON event. Omi: the 8-byte button notification, a RELEASE 40 ms
+        later, and (LONG_PRESS, a 3 s hold) the device powers off 1.3 s later; PRESS raises ValueError."""
         self.firmware.press(button)
 
     def power_off(self) -> None:

@@ -152,6 +152,7 @@ class Link:
         self._batches: deque[tuple[asyncio.TimerHandle, list[_Request], list[_Up]]] = deque()
         self._wake = asyncio.Event()
         self._on_disconnect: Callable[[str], None] | None = None
+        self.on_mtu: Callable[[int], None] | None = None  # the central's view: told when the MTU changes
         self._task = radio.owner.spawn(self._run(), f"link-{radio.address}")
 
     @property
@@ -265,6 +266,12 @@ class Link:
             return
         self._up.append(_Up(handle, bytes(data[: self.mtu - ATT_HEADER])))
         self._wake.set()
+
+    def request_mtu(self, mtu: int = MAX_MTU) -> None:
+        """The headset starts the ATT MTU exchange itself; it completes at the next connection event."""
+        if self.connected:
+            self._down.append(_Request("mtu", 0, mtu.to_bytes(2, "little"), False, None))
+            self._wake.set()
 
     def offer_audio(self, key: str, handle: int, packets: list[bytes]) -> bool:
         """Queue one codec frame's packets in the transmit ring; False (counted) if the ring is full."""
@@ -418,8 +425,10 @@ class Link:
         try:
             if req.kind == "mtu":
                 requested = int.from_bytes(req.data, "little")
-                self.mtu = max(MIN_MTU, min(self.config.max_mtu, requested))
+                before, self.mtu = self.mtu, max(MIN_MTU, min(self.config.max_mtu, requested))
                 server.on_mtu(self.mtu)
+                if self.mtu != before and self.on_mtu is not None:
+                    self.on_mtu(self.mtu)
                 result = self.mtu
             elif req.kind == "cccd":
                 char = self.table.char(req.handle)

@@ -164,6 +164,8 @@ class RemoteConnection:
             cb = self._callbacks.get(int(msg["handle"]))
             if cb is not None:
                 cb(bytearray(unb64(msg["data"])))
+        elif msg["ev"] == "mtu":  # the headset raised the MTU itself
+            self.mtu = int(msg["mtu"])
         elif msg["ev"] == "disconnected":
             self._lost(str(msg.get("reason", "disconnected")))
 

@@ -170,6 +170,7 @@ class _Session:
         link = await self.world.connect(str(msg["address"]), central=self.peer, timeout=float(msg["timeout"]))
         self.link = link
         link.set_disconnect_callback(self._on_lost)
+        link.on_mtu = lambda mtu: self.send({"ev": "mtu", "mtu": mtu})
         return {"name": link.name, "mtu": link.mtu, "gatt": link.gatt.to_json()}
 
     def _on_lost(self, reason: str) -> None:

@@ -66,7 +66,7 @@ case "$job" in
     exec .venv/bin/companion demo "$@"
     ;;
   test)
-    apt_install libopus0 espeak-ng mosquitto libportaudio2 pulseaudio libasound2-plugins openssl
+    apt_install libopus0 espeak-ng mosquitto libportaudio2 pulseaudio libasound2-plugins openssl dbus
     stamp=.venv/.companion-test
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$constraints" -nt "$stamp" ]; then
       wheels="$(llama_wheels)"

@@ -15,7 +15,8 @@ import pytest
 from companion.link.base import ButtonEvent, ConnectionEvent, LinkBandwidthError, PlaybackStatus
 from companion.link.ble import BleHeadsetLink, BleLinkOptions, scan_headsets
 from companion.protocol import Button, CodecId, PlaybackEvent, Profile
-from firmware_sim import HeadsetConfig, RadioConfig, SimClient, SimScanner, SimWorld
+from firmware_sim import AudioTruth, HeadsetConfig, RadioConfig, SimClient, SimScanner, SimWorld
+from tests.fixtures.sim import until
 
 pytestmark = pytest.mark.usefixtures("fast_backoff")
 
@@ -127,8 +128,12 @@ async def test_counted_impairments_equal_radio_truth(sim_world: SimWorld, speech
         await asyncio.sleep(0.5)
         await link.listen(False)  # stop the stream so both sides count the same packets
         await asyncio.sleep(0.2)
+        # an Omi streams for as long as the host is subscribed: take both snapshots at one instant with
+        # nothing in flight between the radio's books and the host's
+        radio_link = hs.radio.link
+        await until(lambda: not radio_link._batches and radio_link._held is None, 5, "a quiet instant")
         counters = link.counters()
-        truth = hs.truth.mic
+        truth = AudioTruth(**hs.truth.mic.as_dict())
         await got.stop()
     assert counters["packets_lost"] == truth.lost
     assert counters["packets_duplicate"] == truth.duplicated

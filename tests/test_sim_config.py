@@ -24,10 +24,17 @@ def test_omi_defaults_follow_the_shipping_firmware() -> None:
     c = HeadsetConfig(profile="omi")
     assert c.name == "Omi"
     assert c.mic_codec is CodecId.OPUS_16K_20MS
-    assert c.mic_opus == OpusSettings("lowdelay", 32000, False)  # CELT restricted low delay, no FEC
+    # config.h: CELT restricted low delay, 32 kbit/s unconstrained VBR, complexity 3, no FEC, <= 160 B
+    assert c.mic_opus == OpusSettings("lowdelay", 32000, False, 3, False, 160)
     assert not c.has_speaker and c.has_haptic
     assert c.battery_notify_s == 5.0
-    assert c.min_stream_mtu == 100
+    assert c.min_stream_mtu == 100 and c.requests_mtu
+    assert (c.manufacturer, c.model, c.hardware_revision) == ("Based Hardware", "Omi CV 1", "5.0")
+    assert c.firmware_version[:2] == (3, 0)  # type: ignore[index]
+    devkit = c.with_(variant="devkit")
+    assert devkit.mic_codec is CodecId.OPUS_16K_10MS and devkit.model == "Omi DevKit 2"
+    with pytest.raises(ConfigError, match="variant"):
+        HeadsetConfig(variant="devkit")  # a companion headset has no variants
 
 
 def test_codec_names_and_copies_keep_values() -> None:

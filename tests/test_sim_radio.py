@@ -53,9 +53,14 @@ async def test_ground_truth_matches_what_the_host_counts(sim_world: SimWorld, pr
 
 @pytest.mark.parametrize("profile", ["companion", "omi"])
 async def test_transmit_ring_overflow_is_counted(sim_world: SimWorld, profile: str) -> None:
-    # PCM16 needs 32 kB/s; 2 packets per 15 ms event at MTU 185 carry ~24 kB/s: the ring must overflow
-    radio = RadioConfig(max_mtu=185, packets_per_event=2, tx_ring_frames=8)
-    hs = sim_world.add_headset(None, radio, profile=profile, name=f"Ring {profile}", mic_codec="pcm16")
+    if profile == "companion":
+        # PCM16 needs 32 kB/s; 2 packets per 15 ms event at MTU 185 carry ~24 kB/s: the ring must overflow
+        radio = RadioConfig(max_mtu=185, packets_per_event=2, tx_ring_frames=8)
+        hs = sim_world.add_headset(None, radio, name="Ring companion", mic_codec="pcm16")
+    else:
+        # Omi sends one notification per 20 ms Opus frame (50/s); one packet per 40 ms event carries 25/s
+        radio = RadioConfig(interval_ms=40, packets_per_event=1, tx_ring_frames=8)
+        hs = sim_world.add_headset(None, radio, profile="omi", name="Ring omi", mic_noise_rms=600)
     host = await connect_host(sim_world, hs)
     await host.listen()
     await asyncio.sleep(1.0)
@@ -63,7 +68,8 @@ async def test_transmit_ring_overflow_is_counted(sim_world: SimWorld, profile: s
     await asyncio.sleep(0.3)
     packets, t = await _quiesce(host, hs)
     _, r = await host.decode_mic(packets)
-    assert t.overflow_frames > 5 and t.overflow_packets == 4 * t.overflow_frames  # 640 B in 182-B pieces
+    per_frame = 4 if profile == "companion" else 1  # 640 B in 182-B pieces; omi: a whole frame each
+    assert t.overflow_frames > 5 and t.overflow_packets == per_frame * t.overflow_frames
     assert t.lost == 0 and len(packets) == t.sent
     if profile == "companion":
         # the companion headset numbers the dropped packets: the host sees every gap

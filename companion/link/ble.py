@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ from companion.protocol import (
     FlowStatus,
     LinkCounters,
     Msg,
-    OmiUUID,
     Packetizer,
     Profile,
     ProtocolError,
@@ -53,6 +53,7 @@ from companion.protocol import (
 )
 from companion.protocol.codecs import StreamDecoder, make_encoder
 
+from . import omi
 from .base import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
@@ -70,6 +71,7 @@ from .base import (
     PlaybackStatus,
     until_closed,
 )
+from .bluez_battery import BlueZBatteryWatch
 from .errors import LinkFailed, ReconnectPolicy, as_link_errors
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,10 @@ class BleLinkOptions:
     scan_timeout_s: float = 1.0
     packet_budget_per_s: int = 400  # what we assume a BLE link carries when choosing codecs
     audio_backlog_frames: int = 500  # 10 s of mic audio waiting for a slow consumer, then oldest dropped
+    # Without a GATT Battery Service (stock BlueZ hides it), ask BlueZ's Battery1 over D-Bus. None: on Linux
+    # with the platform's own backend. ``dbus_address`` None is the system bus.
+    bluez_battery: bool | None = None
+    dbus_address: str | None = None
 
 
 def codec_fits(codec: CodecId, mtu: int, budget_per_s: int, profile: Profile = Profile.COMPANION) -> bool:
@@ -197,6 +203,7 @@ class BleHeadsetLink(HeadsetLink):
         self._flow_changed = asyncio.Event()
         self._play_lock = asyncio.Lock()
         self._playing = False
+        self._bluez_battery: BlueZBatteryWatch | None = None  # the level from BlueZ when 0x180F is hidden
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> BleHeadsetLink:
@@ -220,6 +227,8 @@ class BleHeadsetLink(HeadsetLink):
                 if client.is_connected and self.info.profile is Profile.COMPANION:
                     await self._write_control(ControlMessage(Msg.LISTEN, False), client)
                 await client.disconnect()
+        if self._bluez_battery is not None:
+            await self._bluez_battery.aclose()
         self._connected.clear()
         self._audio_q.put_nowait(None)
         self._event_q.put_nowait(None)
@@ -287,9 +296,17 @@ class BleHeadsetLink(HeadsetLink):
         if profile is None:
             raise NotConnected(f"{self.info.address} offers neither the companion nor the omi service")
         self.info.profile = profile
-        if client.services.get_characteristic(StdUUID.BATTERY_LEVEL) is not None:
-            self.info.battery = parse_battery(await client.read_gatt_char(StdUUID.BATTERY_LEVEL))
-            await client.start_notify(StdUUID.BATTERY_LEVEL, self._on_battery)
+        battery = omi.find_char(client.services, StdUUID.BATTERY_SERVICE, StdUUID.BATTERY_LEVEL)
+        if battery is not None:
+            self.info.battery = parse_battery(await client.read_gatt_char(battery))
+            await client.start_notify(battery, self._on_battery)
+        elif self._use_bluez_battery():
+            if self._bluez_battery is None:
+                self._bluez_battery = BlueZBatteryWatch(
+                    self.info.address, self._on_level, bus_address=self.options.dbus_address
+                )
+            level = await self._bluez_battery.start()
+            self.info.battery = level if level is not None else self.info.battery
         if profile is Profile.COMPANION:
             await self._setup_companion(client, mtu)
         else:
@@ -321,14 +338,22 @@ class BleHeadsetLink(HeadsetLink):
         if self.options.hands_free:
             await self._write_control(ControlMessage(Msg.LISTEN, True), client)
 
+    def _use_bluez_battery(self) -> bool:
+        if self.options.bluez_battery is not None:
+            return self.options.bluez_battery
+        return self._backend is None and sys.platform.startswith("linux")
+
     async def _setup_omi(self, client: BleakClient) -> None:
-        codec = parse_omi_codec(await client.read_gatt_char(OmiUUID.CODEC))
+        chars = omi.OmiChars.find(client.services, self.info.address)
+        codec = parse_omi_codec(await client.read_gatt_char(chars.codec))
         self.info.capabilities = None
         self._speaker_codec = None
         self._new_stream(Profile.OMI, codec)
-        if client.services.get_characteristic(OmiUUID.BUTTON) is not None:
-            await client.start_notify(OmiUUID.BUTTON, self._on_omi_button)
-        await client.start_notify(OmiUUID.AUDIO, self._on_mic)
+        self.info.extra.update(await omi.read_identity(client))
+        await omi.sync_time(client, chars)  # the device clock stamps what it stores offline
+        if chars.button is not None:
+            await client.start_notify(chars.button, self._on_omi_button)
+        await client.start_notify(chars.audio, self._on_mic)
 
     def _new_stream(self, profile: Profile, codec: CodecId) -> None:
         if self._reasm is not None:
@@ -465,11 +490,15 @@ class BleHeadsetLink(HeadsetLink):
 
     def _on_battery(self, _char: object, data: bytearray) -> None:
         try:
-            self.info.battery = parse_battery(data)
+            level = parse_battery(data)
         except ProtocolError:
             self._extra["control_malformed"] += 1
             return
-        self._event_q.put_nowait(BatteryEvent(self.info.battery, time.monotonic()))
+        self._on_level(level)
+
+    def _on_level(self, percent: int) -> None:
+        self.info.battery = percent
+        self._event_q.put_nowait(BatteryEvent(percent, time.monotonic()))
 
     def _on_omi_button(self, _char: object, data: bytearray) -> None:
         try:

@@ -139,6 +139,9 @@ class OpusEncoder:
         bitrate: int = 24000,
         fec: bool = True,
         expected_loss_percent: int = 5,
+        complexity: int | None = None,
+        constrained_vbr: bool | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         spec = codec_spec(codec)
         if spec.family != "opus":
@@ -152,9 +155,17 @@ class OpusEncoder:
         if application == "voip" and fec:
             self._enc.inband_fec = 1
             self._enc.packet_loss_perc = expected_loss_percent
+        if complexity is not None:
+            self._enc.complexity = complexity
+        if constrained_vbr is not None:
+            self._enc.vbr_constraint = int(constrained_vbr)
+        self._api = opus.api.encoder
+        # libopus keeps every frame within this many bytes (Omi firmware: 160); default: no tighter than PCM
+        self.max_bytes = max_bytes or 2 * self.frame_samples
 
     def encode(self, pcm: np.ndarray) -> bytes:
-        return self._enc.encode(_check_frame(pcm, self.frame_samples).tobytes(), self.frame_samples)
+        data = _check_frame(pcm, self.frame_samples).tobytes()
+        return bytes(self._api.encode(self._enc.encoder_state, data, self.frame_samples, self.max_bytes))
 
 
 class OpusDecoder:

@@ -38,14 +38,30 @@ class CompanionUUID:
 
 
 class OmiUUID:
-    """Omi/Friend devices as they ship (see docs/protocol.md, section omi)."""
+    """Omi/Friend devices as they ship (see docs/protocol.md, section omi).
+
+    The firmware registers each group as a service of its own (transport.c): audio, settings, features, time
+    sync, diagnostics; button, haptic and offline storage come from their own modules.
+    """
 
     SERVICE = _omi(0x0000)
-    AUDIO = _omi(0x0001)  # notify
+    AUDIO = _omi(0x0001)  # read + notify
     CODEC = _omi(0x0002)  # read, 1 byte
     SPEAKER = _omi(0x0003)  # optional build: chimes, not speech
+    SETTINGS_SERVICE = _omi(0x0010)
+    DIM_RATIO = _omi(0x0011)  # read/write u8 0-100
+    MIC_GAIN = _omi(0x0012)  # read/write u8 level 0-8
+    CHARGING = _omi(0x0013)  # read + notify u8 0/1
+    FEATURES_SERVICE = _omi(0x0020)
     FEATURES = _omi(0x0021)  # read u32 bits
+    TIME_SYNC_SERVICE = _omi(0x0030)
     TIME_SYNC = _omi(0x0031)  # write u32 LE epoch seconds
+    TIME_READ = _omi(0x0032)  # read u32 LE epoch seconds (the device clock)
+    DIAGNOSTICS_SERVICE = _omi(0x0040)
+    DIAGNOSTICS = _omi(0x0041)  # read: a snapshot of counters
+    STORAGE_SERVICE = "30295780-4301-eabd-2904-2849adfeae43"
+    STORAGE_DATA = "30295781-4301-eabd-2904-2849adfeae43"  # write (commands) + notify (stored audio)
+    STORAGE_READ = "30295782-4301-eabd-2904-2849adfeae43"  # read: stored sizes
     BUTTON_SERVICE = "23ba7924-0000-1000-7450-346eac492e92"
     BUTTON = "23ba7925-0000-1000-7450-346eac492e92"  # notify int32[2] LE
     HAPTIC_SERVICE = "cab1ab95-2ea5-4f4d-bb56-874b72cfc984"
@@ -62,6 +78,7 @@ class StdUUID:
     MODEL_NUMBER = sig_uuid(0x2A24)
     SERIAL_NUMBER = sig_uuid(0x2A25)
     FIRMWARE_REVISION = sig_uuid(0x2A26)
+    HARDWARE_REVISION = sig_uuid(0x2A27)
 
 
 #: The service UUID each profile advertises; scanners filter on these.

@@ -6,9 +6,11 @@ and down, MTU changes) and runs one step per 20 ms clock tick. It knows nothing 
 Mic streaming: ``companion`` streams once the host has subscribed to MIC *and* sent LISTEN start; ``omi``
 streams as soon as the host subscribes to the audio characteristic (and, like Omi firmware, not below MTU
 100). Each 20 ms of mic signal (voice + the headset's noise + speaker echo unless it has AEC) is encoded,
-split into packets at the current MTU and handed to the radio's transmit ring. A ``companion`` headset
-numbers the packets of a frame the ring drops, so the host sees the gap; Omi firmware numbers packets as
-it sends them, so a dropped frame leaves no trace on the wire (the radio's ground truth still counts it).
+packetised and handed to the radio's transmit ring. A ``companion`` headset splits frames at the current MTU
+and numbers the packets of a frame the ring drops, so the host sees the gap. Omi firmware (``omi.py``) sends
+one notification per frame, drops a frame that does not fit (its packet id used up: the host sees a gap),
+and numbers packets only as it sends them, so a ring overflow leaves no trace on the wire (the radio's
+ground truth still counts it).
 """
 
 from __future__ import annotations
@@ -39,13 +41,16 @@ from companion.protocol import (
     codec_spec,
 )
 from companion.protocol.codecs import make_encoder
-from companion.protocol.control import OmiFeature, encode_omi_button
+from companion.protocol.control import OmiFeature
+from companion.protocol.omi import GESTURES
 
 from ..config import SAMPLE_RATE, TICK_SAMPLES, HeadsetConfig, OpusSettings
 from ..faults import ReadFaults
 from ..gatt import AttError, Characteristic, build_table
 from ..radio import Link
 from .mic import Mic
+from .omi import KEYS as OMI_KEYS
+from .omi import OmiFirmware
 from .speaker import Speaker
 
 log = logging.getLogger("firmware_sim.firmware")
@@ -169,6 +174,8 @@ class Firmware:
         self.haptics: list[int] = []
         self.errors_sent = 0
         self.on_battery_empty: Callable[[], None] | None = None
+        self.on_power_off: Callable[[], None] | None = None  # the headset turns itself off (omi long press)
+        self.omi = OmiFirmware(self) if self.profile is Profile.OMI else None
         self._rng = np.random.default_rng(config.seed)
         self._packetizer: Packetizer | None = None
         self._encoder: MicEncoder | None = None
@@ -274,6 +281,8 @@ class Firmware:
             bits |= OmiFeature.HAPTIC
         if cfg.has_storage:
             bits |= OmiFeature.OFFLINE_STORAGE
+        if self.omi is not None:
+            bits |= OmiFeature.LED | OmiFeature.MIC_GAIN  # transport.c sets both on every build
         return bits
 
     # -- GattServer: link lifecycle ----------------------------------------------------------------
@@ -281,7 +290,10 @@ class Firmware:
         self.link = link
         self.listening = False
         self._streaming = False
-        self._packetizer = Packetizer(self.profile, link.mtu, self.mic_codec)
+        if self.omi is None:
+            self._packetizer = Packetizer(self.profile, link.mtu, self.mic_codec)
+        else:
+            self.omi.on_link_up(self.clock())
         self._last_flow = None
         self._battery_notified = None
         if self.speaker is not None:
@@ -329,11 +341,16 @@ class Firmware:
             return struct.pack("<I", self.features())
         if key == "button":
             return self._last_button
+        if key == "mic":
+            return b""  # Omi: the audio characteristic is readable, and reads empty
+        if self.omi is not None and key in OMI_KEYS:
+            return self.omi.read(key)
         strings = {
             "manufacturer": cfg.manufacturer,
             "model": cfg.model,
             "serial": cfg.serial or "",
             "firmware_revision": ".".join(map(str, cfg.firmware_version or ())),
+            "hardware_revision": cfg.hardware_revision or "",
         }
         if key in strings:
             return str(strings[key]).encode()
@@ -356,12 +373,21 @@ class Firmware:
                 raise AttError(AttError.VALUE_NOT_ALLOWED, "haptic takes one byte: 1, 2 or 3")
             self.haptics.append({1: 100, 2: 300, 3: 500}[data[0]])
             self._log("haptic", self.haptics[-1])
+        elif self.omi is not None and key in OMI_KEYS:
+            self.omi.write(key, data)
         else:
             raise AttError(AttError.WRITE_NOT_PERMITTED, f"{key} is not writable")
 
     def _set_time(self, epoch: int) -> None:
         self.epoch = (epoch, self.clock())
         self._log("time_sync", epoch)
+
+    def epoch_now(self) -> float | None:
+        """Wall-clock seconds as the host set them, advanced by the headset clock (None: never set)."""
+        if self.epoch is None:
+            return None
+        epoch, at = self.epoch
+        return epoch + (self.clock() - at)
 
     def _on_control(self, data: bytes) -> None:
         try:
@@ -421,13 +447,16 @@ class Firmware:
         if not self.config.has_button:
             raise ValueError(f"{self.config.name} has no button")
         button = Button(button)
+        if self.omi is not None and button not in GESTURES:
+            raise ValueError(
+                f"Omi firmware never sends {button.name}: its gestures are tap, double tap and long press"
+            )
         self._log("button", button)
         log.info("%s: button %s", self.config.name, button.name)
         if not self.powered:
             return
-        if self.profile is Profile.OMI:
-            self._last_button = encode_omi_button(button)
-            self._notify("button", self._last_button)
+        if self.omi is not None:
+            self.omi.gesture(button)
         else:
             self._control(Msg.BUTTON, button)
 
@@ -457,6 +486,8 @@ class Firmware:
     def tick(self) -> tuple[np.ndarray, np.ndarray]:
         """One 20 ms step; returns (the wearer's voice, what the speaker played) for the recording."""
         t = self.clock()
+        if self.omi is not None:
+            self.omi.tick(t)
         voice = self.mic.next_block(t)
         if self.powered and self.speaker is not None:
             played = self.speaker.tick()
@@ -500,12 +531,13 @@ class Firmware:
         return self._encoder.push(pcm)
 
     def _send(self, frames: list[bytes]) -> None:
+        if self.omi is not None:
+            self.omi.send(frames)
+            return
         link, pk = self.link, self._packetizer
         assert link is not None and pk is not None
         for frame in frames:
-            packets = pk.packetize(frame)
-            if not link.offer_audio("mic", self._mic_handle, packets) and self.profile is Profile.OMI:
-                pk.seq = (pk.seq - len(packets)) % 65536  # omi numbers packets as it sends them
+            link.offer_audio("mic", self._mic_handle, pk.packetize(frame))
 
     def _battery_tick(self) -> None:
         cfg = self.config
