@@ -27,13 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+from companion.protocol import ATT_HEADER
+
 from .config import MAX_MTU, MIN_MTU, RadioConfig
 from .gatt import CCCD, AttError, Characteristic, GattTable
 from .tasks import TaskOwner
 
 log = logging.getLogger("firmware_sim.radio")
 
-ATT_HEADER = 3
 HOLD_MAX_MS = 100  # a packet held back for reordering waits at most this long for the next one
 NotifyCallback = Callable[[bytearray], None]
 
