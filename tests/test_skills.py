@@ -11,14 +11,8 @@ from datetime import datetime
 import pytest
 
 from companion.llm.base import LLMBackend, Message
-from companion.llm.skills import (
-    SkillReply,
-    SkillsResponder,
-    format_duration,
-    format_time,
-    normalize,
-    parse_duration,
-)
+from companion.llm.skills import SkillReply, SkillsResponder
+from companion.llm.spoken import format_duration, format_time, normalize, parse_duration
 from companion.llm.timers import Timers
 
 NOW = datetime(2026, 11, 27, 15, 7, 30)  # a Friday afternoon
