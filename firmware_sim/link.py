@@ -217,6 +217,10 @@ class Link:
     def ring_frames(self) -> int:
         return len(self._ring)
 
+    def offered_packets(self, key: str) -> int:
+        """Audio packets of stream ``key`` the headset has handed to this link so far (ground truth)."""
+        return self._order.get(key, 0)
+
     @property
     def held(self) -> Up | None:
         """An audio packet held back for reordering, not yet on its way to the host."""
