@@ -50,6 +50,9 @@ class wait_backoff(wait_base):
         return float(delay * (1 - self.jitter * random.random()))
 
 
+_NO_RETRYING = AsyncRetrying()  # RetryCallState wants one; the waits here never look at it
+
+
 class Backoff:
     """The waits of a tenacity wait strategy, one per :meth:`next_delay`, for loops that are not a single
     retried call: :meth:`reset` after a success starts the sequence over."""
@@ -60,7 +63,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        state = RetryCallState(None, None, (), {})
+        state = RetryCallState(_NO_RETRYING, None, (), {})
         state.attempt_number = self.failures
         return float(self._wait(state))
 

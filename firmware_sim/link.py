@@ -108,7 +108,9 @@ class Link:
 
     async def read(self, handle: int) -> bytes:
         fut = await self.submit("read", handle, b"", True)
-        return await fut  # type: ignore[no-any-return]
+        assert fut is not None
+        value: bytes = await fut
+        return value
 
     async def write(self, handle: int, data: bytes, response: bool) -> None:
         fut = await self.submit("write", handle, bytes(data), response)
@@ -134,7 +136,9 @@ class Link:
 
     async def exchange_mtu(self, mtu: int = MAX_MTU) -> int:
         fut = await self.submit("mtu", 0, mtu.to_bytes(2, "little"), True)
-        return await fut  # type: ignore[no-any-return]
+        assert fut is not None
+        mtu_now: int = await fut
+        return mtu_now
 
     async def disconnect(self) -> None:
         self.close("local disconnect", by_host=True)
