@@ -331,17 +331,17 @@ class MqttBridge:
                     raise _Closed
                 self._wake.clear()
                 await self._wake.wait()
-            message = self._outbox.next()
-            assert message is not None
+            head = self._outbox.next()
+            assert head is not None
             try:
-                await self._publish(client, message)
+                await self._publish(client, head)
             except ValueError as exc:  # paho refuses the message itself: retrying cannot help
-                log.error("MQTT: cannot publish to %s: %s (dropped)", message.topic, exc)
+                log.error("MQTT: cannot publish to %s: %s (dropped)", head.topic, exc)
                 self._stats.dropped += 1
             except BaseException:
                 self._outbox.failed()  # stays at the head, sent again after the reconnect
                 raise
-            self._outbox.done(message)
+            self._outbox.done(head)
 
     async def _publish(self, client: aiomqtt.Client, message: Outgoing) -> None:
         await client.publish(message.topic, message.payload, qos=1, retain=message.retain)

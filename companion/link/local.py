@@ -286,14 +286,14 @@ class LocalAudioLink(HeadsetLink):
                 self._event_q.put_nowait(PlaybackStatus(event, at))
 
     # -- HeadsetLink ---------------------------------------------------------------------------------
-    async def audio(self) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
+    async def audio(self) -> AsyncIterator[AudioChunk]:
         if not self.options.capture:
             raise LinkError(f"local link {self.info.name} was opened without capture")
         async for item in until_closed(self._audio_q):
             yield item
 
-    async def events(self) -> AsyncIterator[LinkEvent]:  # type: ignore[override]
-        async for item in until_closed(self._event_q):
+    async def events(self) -> AsyncIterator[LinkEvent]:
+        while (item := await self._event_q.get()) is not None:  # until_closed, for a union item type
             yield item
 
     def counters(self) -> dict[str, int]:

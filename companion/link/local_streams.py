@@ -260,7 +260,7 @@ class Playout:
             items = self._items
             while items:
                 head = items[0]
-                if type(head) is Mark:
+                if isinstance(head, Mark):
                     items.popleft()
                     if head.start:
                         self._starting = head.reply
