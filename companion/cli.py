@@ -18,6 +18,7 @@ import click
 
 from companion import __version__
 from companion.config import Config, ConfigError, load_config
+from companion.protocol.codec_ids import CODEC_NAMES
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -212,7 +213,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 )
 @click.option(
     "--codec",
-    type=click.Choice(["pcm16", "mulaw", "opus", "opus10", "opus20", "opus60"]),
+    type=click.Choice(list(CODEC_NAMES)),
     help="Mic codec over the simulated link (default: the best the link carries).",
 )
 @click.option(
@@ -270,7 +271,7 @@ def demo(
 )
 @click.option(
     "--codec",
-    type=click.Choice(["pcm16", "mulaw", "opus", "opus10", "opus20", "opus60"]),
+    type=click.Choice(list(CODEC_NAMES)),
     default="opus",
     show_default=True,
     help="Mic codec on the link (with --via-headset).",

@@ -108,7 +108,6 @@ class TtsConfig(_Section):
     fallback: Literal["espeak", "piper", "none"] = "espeak"  # local voice when every server fails
 
 
-
 class SessionConfig(_Section):
     mode: Literal["hands_free", "tap_to_talk", "push_to_talk"] = "hands_free"
     earcons: bool = True

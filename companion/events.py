@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from companion.aio import DropOldestQueue
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -87,8 +89,7 @@ class ErrorEvent(Event):
 
 @dataclass(slots=True)
 class _Subscriber:
-    queue: asyncio.Queue[Event]
-    dropped: int = 0
+    queue: DropOldestQueue[Event]  # a slow subscriber loses its oldest events (queue.dropped counts them)
 
 
 @dataclass
@@ -102,13 +103,10 @@ class EventHub:
     def publish(self, event: Event) -> None:
         self.published += 1
         for sub in self._subs:
-            if sub.queue.full():
-                sub.queue.get_nowait()
-                sub.dropped += 1
             sub.queue.put_nowait(event)
 
     async def subscribe(self) -> AsyncIterator[Event]:
-        sub = _Subscriber(asyncio.Queue(self.maxsize))
+        sub = _Subscriber(DropOldestQueue(self.maxsize))
         self._subs.append(sub)
         try:
             while True:
@@ -118,7 +116,7 @@ class EventHub:
 
     def subscriber(self) -> asyncio.Queue[Event]:
         """A queue that receives every event from now on (remove it with :meth:`unsubscribe`)."""
-        sub = _Subscriber(asyncio.Queue(self.maxsize))
+        sub = _Subscriber(DropOldestQueue(self.maxsize))
         self._subs.append(sub)
         return sub.queue
 

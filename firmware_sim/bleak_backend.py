@@ -16,9 +16,10 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bleak.args import SizedBuffer
+from bleak.assigned_numbers import CharacteristicPropertyName
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
@@ -66,10 +67,14 @@ def _socket_path(arg: SocketArg) -> Path | None:
 
 
 class _Connection(Protocol):
-    address: str
-    name: str
     mtu: int
     connected: bool
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def gatt(self) -> GattTable: ...
@@ -263,9 +268,9 @@ class SimClient(BaseBleakClient):
                     c,
                     c.handle,
                     c.uuid,
-                    list(c.properties),
+                    cast("list[CharacteristicPropertyName]", list(c.properties)),
                     self._max_write_size,
-                    service,  # type: ignore[arg-type]
+                    service,
                 )
                 coll.add_characteristic(char)
                 for d in c.descriptors:

@@ -29,6 +29,7 @@ from companion.link.base import (
 )
 from companion.link.local import LocalAudioLink, LocalAudioOptions
 from companion.protocol import PlaybackEvent
+from tests.fixtures.conditions import until
 from tests.fixtures.pulse import PulseNull
 from tests.fixtures.speech import Utterance, load_manifest
 
@@ -326,7 +327,7 @@ async def test_abort_silences_the_speaker_within_150_ms(
         await lb.link.abort()
         report = await asyncio.wait_for(player, 1)
         assert report.aborted and report.seconds_sent < abort_at + 0.5
-        await asyncio.sleep(1.0)
+        await until(lambda: lb.chunks[-1].t_arrival > t_abort + 1.0, 3, "a second of the monitor after abort")
 
         kinds = [e.event for e in lb.playback()]
         assert kinds == [PlaybackEvent.STARTED, PlaybackEvent.ABORTED]

@@ -28,6 +28,7 @@ from companion.events import (
     TranscriptEvent,
     TurnTimings,
 )
+from tests.fixtures.conditions import until
 from tests.fixtures.mosquitto import Mosquitto, free_port
 
 ADDR = "AA:BB:CC:DD:EE:01"
@@ -89,13 +90,6 @@ async def listening(broker: Mosquitto, topic: str = "#", **kw: Any) -> AsyncIter
             await asyncio.gather(task, return_exceptions=True)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` (the bridge's counters have no change notification)."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-
 class Handler:
     """Records the commands the bridge hands over; device "broken" fails like an unknown headset."""
 
@@ -126,7 +120,8 @@ class Handler:
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     yield
-    await asyncio.sleep(0.05)  # let aiomqtt's cancelled housekeeping tasks finish
+    with contextlib.suppress(AssertionError):  # aiomqtt's cancelled housekeeping tasks end soon after
+        await until(lambda: not asyncio.all_tasks() - {asyncio.current_task()}, 1.0)
     leftover = asyncio.all_tasks() - {asyncio.current_task()}
     assert not leftover, f"tasks left behind: {leftover}"
 
@@ -268,7 +263,7 @@ async def test_late_subscriber_sees_retained_state(mosquitto: Callable[..., Mosq
             wanted = {"companion/status", *(f"companion/{DEV}/{leaf}" for leaf in
                       ("availability", "state", "battery", "transcript", "reply"))}  # fmt: skip
             await got.until(lambda g: wanted <= {m.topic.value for m in g.messages})
-            await asyncio.sleep(0.2)  # anything not retained would have shown up by now too
+            await asyncio.sleep(0.2)  # a window: anything not retained would have shown up by now too
         stats = bridge.stats
     retained = {m.topic.value: _text(m) for m in got.messages}
     assert set(retained) == wanted
@@ -406,7 +401,7 @@ async def test_discovery_can_be_switched_off(mosquitto: Callable[..., Mosquitto]
         await until(lambda: bridge.stats.published >= 3 and bridge.stats.queued == 0)
         assert bridge.stats.published == 3  # status + two events, no configs
         async with listening(broker, "homeassistant/#") as got:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # a window in which no config may arrive
     assert got.messages == []
 
 

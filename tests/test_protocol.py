@@ -26,13 +26,16 @@ from companion.protocol import (
     parse_omi_codec,
     parse_packet,
 )
+from companion.protocol import messages as pm
 from companion.protocol.codecs import StreamDecoder, make_decoder, make_encoder, mulaw_decode, mulaw_encode
 from companion.protocol.framing import seq_diff
+from companion.protocol.messages import decode_control
 
 PARSERS = [
     lambda b: parse_packet(b, Profile.COMPANION),
     lambda b: parse_packet(b, Profile.OMI),
     ControlMessage.decode,
+    decode_control,
     FlowStatus.decode,
     Capabilities.decode,
     parse_battery,
@@ -77,6 +80,42 @@ def test_control_messages_round_trip() -> None:
         assert ControlMessage.decode(m.encode()) == m
 
 
+TYPED = [
+    pm.SetState(DeviceState.SPEAKING),
+    pm.SetVolume(55),
+    pm.Abort(),
+    pm.SetCodecs(CodecId.OPUS_16K_20MS, CodecId.PCM16_16K),
+    pm.Listen(True),
+    pm.Tts(pm.TtsPhase.SENTENCE_START),
+    pm.TimeSync(1_800_000_000),
+    pm.ButtonReport(Button.DOUBLE_TAP),
+    pm.StateReport(DeviceState.IDLE),
+    pm.VolumeReport(0),
+    pm.CodecsReport(CodecId.MULAW_8K, CodecId.PCM16_16K),
+    pm.PlaybackReport(pm.PlaybackEvent.DRAINED),
+    pm.ErrorReport(3, "codec not supported"),
+]
+
+
+def test_every_message_type_has_one_class_and_round_trips() -> None:
+    assert {type(x).TYPE for x in TYPED} == set(Msg)
+    for x in TYPED:
+        assert pm.message_class(x.TYPE) is type(x)
+        assert decode_control(x.encode()) == x
+        # the deprecated (type, value) form writes the same bytes
+        assert ControlMessage(x.TYPE, pm.legacy_value(x)).encode() == x.encode()
+
+
+def test_typed_messages_keep_the_documented_bytes() -> None:
+    assert pm.SetVolume(55).encode() == b"\x02\x01\x37"
+    assert pm.Abort().encode() == b"\x03\x00"
+    assert pm.TimeSync(1).encode() == b"\x07\x04\x01\x00\x00\x00"
+    assert pm.ErrorReport(2, "x" * 300).encode()[:3] == b"\x86\xc9\x02"  # text cut at 200 bytes
+    assert pm.StateReport(DeviceState.IDLE) != pm.SetState(DeviceState.IDLE)
+    with pytest.raises(ProtocolError):
+        pm.SetVolume(101).encode()
+
+
 @pytest.mark.parametrize(
     "data",
     [b"\x02\x01\x65", b"\x01\x01\x09", b"\x03\x01\x00", b"\x04\x02\x15\x63", b"\x7f\x00", b"\x81\x02\x01"],
@@ -84,6 +123,8 @@ def test_control_messages_round_trip() -> None:
 def test_bad_control_messages_are_typed_errors(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         ControlMessage.decode(data)
+    with pytest.raises(ProtocolError):
+        decode_control(data)
 
 
 def test_capabilities_round_trip_and_rejects_trailing_bytes() -> None:

@@ -25,7 +25,7 @@ from companion.protocol import (
 from companion.protocol.control import OmiFeature, parse_omi_features
 from firmware_sim import HeadsetConfig, RadioConfig, SimClient, SimDeviceDetails, SimScanner, SimWorld
 from firmware_sim.firmware import ErrorCode
-from tests.fixtures.sim import connect_host
+from tests.fixtures.sim import caught_up, connect_host, until
 
 
 async def test_scanner_reports_advertisements(sim_world: SimWorld) -> None:
@@ -63,8 +63,7 @@ async def test_connect_reads_capabilities_battery_and_device_info(sim_world: Sim
         await c.write_gatt_char(StdUUID.MANUFACTURER, b"x", response=True)
     await c.disconnect()
     assert host.disconnects == 1  # like BlueZ, a local disconnect also calls the callback
-    await asyncio.sleep(0.05)
-    assert hs.advertising
+    await until(lambda: hs.advertising, 2, "the headset to advertise again")
 
 
 async def test_mtu_starts_at_23_and_rises_after_acquire(sim_world: SimWorld) -> None:
@@ -74,14 +73,16 @@ async def test_mtu_starts_at_23_and_rises_after_acquire(sim_world: SimWorld) -> 
     mic = c.services.get_characteristic(CompanionUUID.MIC)
     assert c.mtu_size == 23 and mic.max_write_without_response_size == 20
     await host.listen()
-    await asyncio.sleep(0.2)
+    await until(lambda: any(p[2] & 0x7F > 0 for p in host.mic_packets), 3, "fragmented mic packets")
     small = list(host.mic_packets)
     assert max(len(p) for p in small) == 20  # MTU 23 - 3: each frame is split into fragments
     assert any(p[2] & 0x7F > 0 for p in small)
     await c._backend._acquire_mtu()  # type: ignore[attr-defined]
     assert c.mtu_size == 247 == hs.mtu and mic.max_write_without_response_size == 244
-    await asyncio.sleep(0.2)
-    later = host.mic_packets[len(small) + 5 :]
+    await caught_up(hs)  # what was packetized at MTU 23 has landed
+    k = len(host.mic_packets)
+    await until(lambda: len(host.mic_packets) >= k + 5, 3, "mic packets at the new MTU")
+    later = host.mic_packets[k:]
     assert later and all(p[2] == 0x80 for p in later)  # one packet per frame: fragment 0, last
     assert max(len(p) for p in later) > 20
     await c.disconnect()
@@ -114,8 +115,7 @@ async def test_control_commands_are_acknowledged(sim_world: SimWorld) -> None:
     await host.command(Msg.SET_CODECS, (CodecId.PCM16_16K, CodecId.OPUS_16K_60MS))
     await host.client.write_gatt_char(CompanionUUID.CONTROL, b"\x02\x01\xff", response=True)  # volume 255
     await host.command(Msg.TIME_SYNC, 1_700_000_000)
-    await host.wait_for(Msg.ERROR)
-    await asyncio.sleep(0.1)
+    await host.wait_for(Msg.ERROR)  # notifications come in order: the acks before it are in
     assert hs.state is DeviceState.THINKING and host.events(Msg.STATE) == [DeviceState.THINKING]
     assert hs.volume == 35 and host.events(Msg.VOLUME) == [35]
     assert host.events(Msg.CODECS)[0] == (CodecId.PCM16_16K, CodecId.OPUS_16K_20MS)
@@ -143,7 +143,6 @@ async def test_button_events_companion(sim_world: SimWorld) -> None:
     for b in (Button.TAP, Button.DOUBLE_TAP, Button.LONG_PRESS):
         comp.press(b)
     await h1.wait_for(Msg.BUTTON, Button.LONG_PRESS)
-    await asyncio.sleep(0.05)
     assert h1.events(Msg.BUTTON) == [Button.TAP, Button.DOUBLE_TAP, Button.LONG_PRESS]
     no_button = sim_world.add_headset(name="Sim NoBtn", has_button=False)
     with pytest.raises(ValueError, match="no button"):
@@ -183,7 +182,7 @@ async def test_battery_drains_and_notifies(sim_world: SimWorld) -> None:
             StdUUID.BATTERY_LEVEL, lambda _, d, k=key: levels[k].append(parse_battery(d))
         )
         hosts.append(host)
-    await asyncio.sleep(0.75)
+    await asyncio.sleep(0.75)  # a measurement window: notifications per period
     c = levels["c"]
     assert c[0] <= 50 and len(c) >= 5 and c == sorted(c, reverse=True) and c[-1] <= 45
     assert len(set(c)) == len(c)  # companion: notified when the level changes

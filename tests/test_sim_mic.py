@@ -10,7 +10,7 @@ import pytest
 
 from companion.protocol import Msg
 from firmware_sim import HeadsetConfig, SimWorld, VoiceError
-from tests.fixtures.sim import connect_host, find_offset, snr_db
+from tests.fixtures.sim import caught_up, connect_host, find_offset, snr_db, until
 from tests.fixtures.speech import Utterance
 
 # Waveform SNR after Opus is modest (a perceptual codec; SILK at 24 kbit/s least of all). Measured on the
@@ -34,9 +34,9 @@ async def _say_and_receive(
     hs = world.add_headset(config)
     host = await connect_host(world, hs)
     await host.listen()
-    await asyncio.sleep(0.1)
+    await until(lambda: host.mic_packets, 2, "the mic stream to start")
     await hs.mic.say(pcm)
-    await asyncio.sleep(0.2)
+    await caught_up(hs)
     decoded, reassembler = await host.decode_mic()
     await host.client.disconnect()
     return decoded, reassembler
@@ -77,10 +77,10 @@ async def test_omi_does_not_stream_below_mtu_100(sim_world: SimWorld) -> None:
     hs = sim_world.add_headset(profile="omi", name="Omi Low", mic_noise_rms=300)
     host = await connect_host(sim_world, hs, acquire_mtu=False)
     await host.listen()  # subscribing is enough for omi...
-    await asyncio.sleep(0.2)
-    assert host.mic_packets == [] and not hs.streaming  # ...but not at MTU 23
+    await asyncio.sleep(0.2)  # a window in which nothing may be sent
+    assert host.mic_packets == [] and not hs.streaming and hs.truth.mic.sent == 0  # ...but not at MTU 23
     await host.client._backend._acquire_mtu()  # type: ignore[attr-defined]
-    await asyncio.sleep(0.2)
+    await until(lambda: len(host.mic_packets) >= 5, 3, "omi to stream at the larger MTU")
     assert hs.streaming and len(host.mic_packets) >= 5
     assert all(len(p) > 3 for p in host.mic_packets)
     await host.client.disconnect()
@@ -90,17 +90,15 @@ async def test_companion_streams_only_while_listening(sim_world: SimWorld) -> No
     hs = sim_world.add_headset(name="Sim Listen", mic_noise_rms=300)
     host = await connect_host(sim_world, hs)
     await host.subscribe_all()
-    await asyncio.sleep(0.15)
-    assert host.mic_packets == []
+    await asyncio.sleep(0.15)  # a window in which nothing may be sent
+    assert host.mic_packets == [] and hs.truth.mic.sent == 0
     await host.command(Msg.LISTEN, True)
-    await asyncio.sleep(0.2)
-    n = len(host.mic_packets)
-    assert n >= 5
+    await until(lambda: len(host.mic_packets) >= 5, 3, "the mic stream")
     await host.command(Msg.LISTEN, False)
-    await asyncio.sleep(0.1)
-    n = len(host.mic_packets)
-    await asyncio.sleep(0.15)
-    assert len(host.mic_packets) == n
+    await caught_up(hs)
+    n, sent = len(host.mic_packets), hs.truth.mic.sent
+    await asyncio.sleep(0.15)  # a window in which nothing more may be sent
+    assert len(host.mic_packets) == n and hs.truth.mic.sent == sent
     await host.client.disconnect()
 
 
@@ -110,7 +108,7 @@ async def test_say_returns_the_headset_time_its_last_sample_ended(sim_world: Sim
     pcm = (np.arange(8000) % 200 + 1).astype(np.int16)  # 0.5 s, never zero
     end = await hs.mic.say(pcm)
     assert end == pytest.approx(hs.clock(), abs=0.021)
-    await asyncio.sleep(0.05)
+    await until(lambda: rec.time_of(len(rec.left)) > end, 2, "the recording to pass the utterance")
     last = int(np.flatnonzero(rec.left)[-1])
     assert rec.time_of(last + 1) == pytest.approx(end, abs=1e-9)  # sample-exact on the headset clock
     # back to back utterances follow without a gap
@@ -157,7 +155,8 @@ async def test_say_text_speaks_with_piper(sim_world: SimWorld) -> None:
     await host.listen()
     rec = hs.start_recording()
     end = await hs.mic.say_text("What time is it?")
-    await asyncio.sleep(0.1)
+    await until(lambda: rec.time_of(len(rec.left)) > end, 2, "the recording to pass the utterance")
+    await caught_up(hs)
     voiced = np.flatnonzero(rec.left)
     seconds = (voiced[-1] - voiced[0]) / 16000
     assert 0.5 < seconds < 3.0 and rec.time_of(int(voiced[-1]) + 1) <= end + 1e-9

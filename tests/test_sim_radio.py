@@ -19,7 +19,7 @@ async def _quiesce(host, hs) -> tuple[list[bytes], AudioTruth]:  # type: ignore[
     for a clean stretch), then snapshot what the host received and the radio's truth at the same instant."""
     if host.profile is Profile.COMPANION:
         await host.command(Msg.LISTEN, False)
-        await until(lambda: not (hs.radio.link.ring_frames or hs.radio.link._held), 5, "the ring to drain")
+        await until(lambda: not (hs.radio.link.ring_frames or hs.radio.link.held), 5, "the ring to drain")
     await asyncio.sleep(0.3)
     return list(host.mic_packets), AudioTruth(**hs.truth.mic.as_dict())
 

@@ -10,7 +10,7 @@ import pytest
 
 from companion.protocol import CodecId, Msg, PlaybackEvent
 from firmware_sim import HeadsetConfig, RadioConfig, SimWorld, read_recording
-from tests.fixtures.sim import connect_host, find_offset, snr_db, until
+from tests.fixtures.sim import caught_up, connect_host, find_offset, snr_db, until
 from tests.fixtures.speech import Utterance
 
 
@@ -106,8 +106,9 @@ async def test_abort_flushes_at_once_and_regrants_credit(sim_world: SimWorld, re
     assert hs.speaker.buffered_ms == 0 and not hs.speaker.playing
     t_abort = hs.clock()
     await host.wait_playback(PlaybackEvent.ABORTED)
-    await asyncio.sleep(0.15)
-    after = rec.right[int((t_abort - rec.t0) * 16000) + 320 :]
+    next_tick = int((t_abort - rec.t0) * 16000) + 320
+    await until(lambda: len(rec.right) > next_tick + 1000, 2, "the recording to go on after the abort")
+    after = rec.right[next_tick:]
     assert len(after) > 1000 and not after.any()  # silence from the next tick on
     assert host.flow[-1].credits == host.speaker_sent + hs.speaker.capacity_frames  # flushed frames credited
     assert hs.speaker.frames_flushed > 0
@@ -128,7 +129,7 @@ async def test_a_stalled_reply_counts_underruns(sim_world: SimWorld, reply: np.n
     await host.listen()
     await host.play(reply[:4800], stop=False)  # 300 ms, then the "TTS" is late
     await host.wait_playback(PlaybackEvent.STARTED)
-    await asyncio.sleep(0.55)
+    await asyncio.sleep(0.55)  # the stimulus: the next sentence comes 250 ms after the buffer ran dry
     await host.play(reply[4800:9600])
     await host.wait_playback(PlaybackEvent.DRAINED)
     assert 8 <= hs.speaker.underruns <= 25  # ~250 ms dry, in 20 ms ticks (rebuffering included)
@@ -138,7 +139,7 @@ async def test_a_stalled_reply_counts_underruns(sim_world: SimWorld, reply: np.n
     before = hs.speaker.underruns
     await host.play(reply[:3200])
     await until(lambda: host.events(Msg.PLAYBACK).count(PlaybackEvent.DRAINED) == 2, 3, "second DRAINED")
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # a window in which no underrun may be counted
     assert hs.speaker.underruns == before
     await host.client.disconnect()
 
@@ -168,7 +169,7 @@ async def test_speaker_echo_reaches_the_mic_unless_cancelled(
     rec = hs.start_recording()
     await host.play(reply[:8000])
     await host.wait_playback(PlaybackEvent.DRAINED)
-    await asyncio.sleep(0.1)
+    await caught_up(hs)
     mic, _ = await host.decode_mic()
     assert not rec.left.any()  # the recording keeps the wearer's voice only, never the echo
     if aec:

@@ -11,15 +11,10 @@ from datetime import datetime
 import pytest
 
 from companion.llm.base import LLMBackend, Message
-from companion.llm.skills import (
-    SkillReply,
-    SkillsResponder,
-    format_duration,
-    format_time,
-    normalize,
-    parse_duration,
-)
+from companion.llm.skills import SkillReply, SkillsResponder
+from companion.llm.spoken import format_duration, format_time, normalize, parse_duration
 from companion.llm.timers import Timers
+from tests.fixtures.conditions import until
 
 NOW = datetime(2026, 11, 27, 15, 7, 30)  # a Friday afternoon
 
@@ -422,7 +417,7 @@ async def test_timers_object_owns_and_cancels_its_tasks() -> None:
     assert [t.id for t in timers.list("reminder")] == [b.id]
     assert timers.cancel(b.id) is True
     assert timers.cancel(b.id) is False
-    await asyncio.sleep(0.2)
+    await until(lambda: fired, 2, "timer A")
     assert fired == ["A"]
     timers.add(60, "c", "C")
     before = {t for t in asyncio.all_tasks() if t.get_name().startswith("timer-")}
@@ -450,7 +445,7 @@ async def test_timers_reject_bad_delays_and_survive_failing_callbacks(
             timers.add(bad, "x", "X")
     timers.add(0.01, "x", "X")
     timers.add(0.02, "y", "Y")
-    await asyncio.sleep(0.15)
+    await until(lambda: calls == 2, 2, "both timers")
     assert calls == 2
     assert "speaker unplugged" in caplog.text
     await timers.aclose()

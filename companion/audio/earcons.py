@@ -26,7 +26,9 @@ def _note(
 ) -> np.ndarray:
     """One note as float32 in [-1, 1]: summed partials (ratio, gain), exponential decay, click-free edges."""
     t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    wave = sum(gain * np.sin(2 * np.pi * freq * ratio * t) for ratio, gain in partials)
+    wave = np.zeros_like(t)
+    for ratio, gain in partials:
+        wave += gain * np.sin(2 * np.pi * freq * ratio * t)
     wave = wave / sum(gain for _, gain in partials)
     if decay:
         wave = wave * np.exp(-t / decay)

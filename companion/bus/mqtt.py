@@ -9,6 +9,9 @@ Delivery is at-least-once: a message whose PUBACK was lost with the connection i
 The bridge never stops the service: connection failures are logged and retried with capped exponential
 backoff. On every (re)connect it subscribes to the commands again and re-publishes what a broker without
 persistence may have forgotten: its ``online`` status, the discovery configs and the retained state.
+
+The broker settings, error text and connect shims live in ``broker.py``, the outbox in ``outbox.py``; their
+public names stay importable from here.
 """
 
 from __future__ import annotations
@@ -16,20 +19,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import secrets
-import socket
-from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
 
+from companion.aio import Backoff, TaskSet, wait_backoff
+from companion.bus.broker import (
+    DEFAULT_PORTS,
+    Broker,
+    MqttConfigError,
+    connection,
+    describe_error,
+    make_client_id,
+    probe_broker,
+)
 from companion.bus.discovery import DeviceInfo, discovery_messages
+from companion.bus.outbox import Outbox
 from companion.bus.topics import (
     OFFLINE,
     ONLINE,
@@ -42,17 +48,20 @@ from companion.bus.topics import (
     device_id,
 )
 from companion.config import MqttConfig
-from companion.config_checks import check_mqtt_url
 from companion.events import Event, EventHub
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-_AUTH_CODES = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK codes and their MQTT 5 reason codes
-
-
-class MqttConfigError(ValueError):
-    """An MQTT setting that cannot work (bad URL, missing TLS file); the message names the key."""
+__all__ = [
+    "DEFAULT_PORTS",
+    "BridgeStats",
+    "Broker",
+    "CommandHandler",
+    "MqttBridge",
+    "MqttConfigError",
+    "describe_error",
+    "probe_broker",
+]
 
 
 class CommandHandler(Protocol):
@@ -79,169 +88,6 @@ class BridgeStats:
     command_errors: int = 0  # commands the CommandHandler failed on
     connected: bool = False
     last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Broker:
-    """Where and how to connect, validated from :class:`MqttConfig`."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
-
-    @classmethod
-    def from_config(cls, cfg: MqttConfig) -> Broker:
-        if not cfg.url:
-            raise MqttConfigError("mqtt.url is not set (e.g. mqtt://localhost:1883 or mqtts://host:8883)")
-        try:
-            target = check_mqtt_url(cfg.url)  # the same check as at config load; never shows the password
-        except ValueError as exc:
-            raise MqttConfigError(f"mqtt.url {exc}") from None
-        parts, port, tls = target.parts, target.port, target.tls
-        files = {"ca_file": cfg.ca_file, "client_cert": cfg.client_cert, "client_key": cfg.client_key}
-        for name, path in files.items():
-            key = f"mqtt.{name}"
-            if path is None:
-                continue
-            if not tls:
-                raise MqttConfigError(f"{key} is set but mqtt.url is mqtt://: use mqtts:// for TLS")
-            if not Path(path).is_file():
-                raise MqttConfigError(f"{key}: no such file: {path}")
-        if cfg.client_key and not cfg.client_cert:
-            raise MqttConfigError("mqtt.client_key is set without mqtt.client_cert")
-        return cls(
-            host=target.host,
-            port=port,
-            tls=tls,
-            username=cfg.username if cfg.username is not None else _unquote(parts.username),
-            password=cfg.password if cfg.password is not None else _unquote(parts.password),
-            ca_file=cfg.ca_file,
-            client_cert=cfg.client_cert,
-            client_key=cfg.client_key,
-        )
-
-    def client(
-        self,
-        *,
-        identifier: str | None = None,
-        will: aiomqtt.Will | None = None,
-        keepalive: int = 30,
-        timeout: float = 10.0,
-    ) -> aiomqtt.Client:
-        """A new, unconnected aiomqtt client (aiomqtt loads the TLS files in its connect thread)."""
-        tls = None
-        if self.tls:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=self.ca_file, certfile=self.client_cert, keyfile=self.client_key
-            )
-        return aiomqtt.Client(
-            self.host,
-            self.port,
-            username=self.username,
-            password=self.password,
-            identifier=identifier,
-            will=will,
-            keepalive=keepalive,
-            timeout=timeout,
-            tls_params=tls,
-            clean_session=True,
-        )
-
-
-def _unquote(value: str | None) -> str | None:
-    return unquote(value) if value is not None else None
-
-
-def describe_error(exc: BaseException, broker: Broker, timeout: float = 10.0) -> str:
-    """One line that says what went wrong and which setting to look at."""
-    if isinstance(exc, MqttConnectError):
-        code = getattr(exc.rc, "value", exc.rc)
-        if code in _AUTH_CODES:
-            who = f"user {broker.username!r}" if broker.username else "anonymous clients"
-            return f"{broker.url} refused the login for {who} ({exc}): check mqtt.username and mqtt.password"
-        return f"{broker.url} refused the connection: {exc}"
-    text = str(exc) or type(exc).__name__
-    if "SSL" in text or "certificate" in text.lower():
-        return (
-            f"TLS handshake with {broker.url} failed: {text} "
-            "(check mqtt.ca_file, mqtt.client_cert/client_key, and that the host name is in the certificate)"
-        )
-    if "timed out" in text:
-        hint = "" if broker.tls else " (is it a TLS port? then use mqtts://)"
-        return f"{broker.url} did not answer within {timeout:g} s{hint}"
-    return f"cannot talk to the MQTT broker at {broker.url}: {text}"
-
-
-async def _enter(client: aiomqtt.Client, connect_timeout: float) -> None:
-    """``client.__aenter__()`` with its own CONNACK timeout, tidying up when that timeout strikes.
-
-    aiomqtt keeps the socket of an attempt whose CONNACK never came, with a reader and a housekeeping
-    task on the loop; its ``__aexit__`` sends DISCONNECT and closes them (nothing waits for an answer).
-    """
-    timeout, client.timeout = client.timeout, connect_timeout
-    try:
-        await client.__aenter__()
-    except aiomqtt.MqttError as exc:
-        if "timed out" in str(exc):
-            client.timeout = 0.1
-            with contextlib.suppress(aiomqtt.MqttError):
-                await client.__aexit__(None, None, None)
-        raise
-    finally:
-        client.timeout = timeout
-
-
-@contextlib.asynccontextmanager
-async def _connected(client: aiomqtt.Client, connect_timeout: float) -> AsyncIterator[aiomqtt.Client]:
-    """``async with client``, except that a cancel during the connect lets the attempt settle first.
-
-    aiomqtt connects in a worker thread; abandoning that attempt would leave its socket reader and
-    housekeeping task on the loop. So a cancel waits for it, which is quick unless the broker does not
-    answer: then paho's TCP connect timeout (5 s) or ``connect_timeout`` bounds it.
-    """
-    attempt = asyncio.ensure_future(_enter(client, connect_timeout))
-    try:
-        await asyncio.shield(attempt)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await attempt
-            await client.__aexit__(None, None, None)
-        raise
-    try:
-        yield client
-    except BaseException as exc:
-        with contextlib.suppress(aiomqtt.MqttError):  # keep the original error (or cancel) going
-            await client.__aexit__(type(exc), exc, exc.__traceback__)
-        raise
-    await client.__aexit__(None, None, None)
-
-
-async def probe_broker(cfg: MqttConfig, *, timeout_s: float = 5.0) -> str | None:
-    """Connect once and disconnect: None if the broker accepts us, else what is wrong (`companion doctor`)."""
-    try:
-        broker = Broker.from_config(cfg)
-    except MqttConfigError as exc:
-        return str(exc)
-    try:
-        async with _connected(broker.client(identifier=_client_id("doctor")), connect_timeout=timeout_s):
-            pass
-    except (aiomqtt.MqttError, OSError) as exc:
-        return describe_error(exc, broker, timeout_s)
-    return None
-
-
-def _client_id(role: str) -> str:
-    return f"companion-{role}-{socket.gethostname()[:20]}-{secrets.token_hex(3)}"
 
 
 class _Closed(Exception):
@@ -278,31 +124,26 @@ class MqttBridge:
             )
         except TopicError as exc:
             raise MqttConfigError(str(exc)) from None
-        if outbox_size < 1:
-            raise ValueError(f"outbox_size must be at least 1, got {outbox_size}")
         if not 0 < backoff_initial_s <= backoff_max_s:
             raise ValueError("backoff needs 0 < backoff_initial_s <= backoff_max_s")
         self._hub = hub
         self._commands = commands
-        self._client_id = client_id or _client_id("bridge")
-        self._outbox_size = outbox_size
+        self._client_id = client_id or make_client_id("bridge")
         self._keepalive_s = keepalive_s
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
-        self._backoff = (backoff_initial_s, backoff_max_s)
+        self._backoff = Backoff(wait_backoff(backoff_initial_s, backoff_max_s))
         self._close_timeout_s = close_timeout_s
 
         self._stats = BridgeStats()
-        self._outbox: deque[Outgoing] = deque()
-        self._inflight: Outgoing | None = None
-        self._retained: dict[str, Outgoing] = {}  # topic -> last retained message, re-sent on reconnect
+        self._outbox = Outbox(outbox_size)
         self._devices: dict[str, DeviceInfo] = {}
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._subscribed = asyncio.Event()
         self._queue: asyncio.Queue[Event] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._command_tasks: set[asyncio.Task[None]] = set()
+        self._command_tasks = TaskSet("mqtt-command")
         self._ever_connected = False
         self._unlogged_drops = 0
 
@@ -368,10 +209,9 @@ class MqttBridge:
                 log.warning("MQTT: broker did not take the last messages in %g s", self._close_timeout_s)
         finally:
             self._closing.set()  # also when this close is itself cancelled: no reconnect after this
-            tasks = [*self._tasks, *self._command_tasks]
-            for task in tasks:
+            for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, self._command_tasks.aclose(), return_exceptions=True)
         if self._outbox:
             log.warning("MQTT: %d messages were not delivered before shutdown", len(self._outbox))
 
@@ -392,7 +232,7 @@ class MqttBridge:
             self._devices[dev] = DeviceInfo(event.device)
             self._announce(self._devices[dev])
         if message.retain:
-            self._retained[message.topic] = message
+            self._outbox.remember(message)
         self._enqueue(message)
 
     def _announce(self, info: DeviceInfo) -> None:
@@ -401,30 +241,26 @@ class MqttBridge:
                 self._enqueue(message)
 
     def _enqueue(self, message: Outgoing) -> None:
-        self._outbox.append(message)
-        while len(self._outbox) > self._outbox_size:
-            oldest = 1 if self._outbox[0] is self._inflight else 0  # never the one awaiting its PUBACK
-            del self._outbox[oldest]
-            self._stats.dropped += 1
+        dropped = self._outbox.add(message)
+        if dropped:
+            self._stats.dropped += dropped
             if not self._unlogged_drops:
-                log.warning("MQTT: outbox full (%d messages), dropping the oldest", self._outbox_size)
-            self._unlogged_drops += 1
+                log.warning("MQTT: outbox full (%d messages), dropping the oldest", self._outbox.size)
+            self._unlogged_drops += dropped
         self._wake.set()
 
     # ----- connection
 
     async def _run(self) -> None:
-        failures = 0
         last_error: str | None = None
         while not self._closing.is_set():
             connected, error = await self._connect_once()
             if self._closing.is_set():
                 return
             if connected:
-                failures = 0
-            delay = min(self._backoff[1], self._backoff[0] * 2 ** min(failures, 30))
-            delay *= random.uniform(0.75, 1.0)
-            failures += 1
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            failures = self._backoff.failures
             level = logging.WARNING if error != last_error or failures % 10 == 0 else logging.DEBUG
             log.log(level, "MQTT: %s; retrying in %.2f s (%d waiting)", error, delay, len(self._outbox))
             last_error = error
@@ -440,7 +276,7 @@ class MqttBridge:
         connected = False
         error: str | None = None
         try:
-            async with _connected(client, self._connect_timeout_s):
+            async with connection(client, self._connect_timeout_s):
                 connected = True
                 self._on_connected()
                 async with asyncio.TaskGroup() as tasks:
@@ -482,8 +318,7 @@ class MqttBridge:
         if self._discovery_prefix is not None:
             for info in self._devices.values():
                 messages += discovery_messages(info, self._topics, self._discovery_prefix)
-        pending = {m.topic for m in self._outbox}  # newer values are on their way anyway
-        messages += [m for topic, m in self._retained.items() if topic not in pending]
+        messages += self._outbox.retained_to_resend()  # less those with newer values on their way
         return messages
 
     async def _send(self, client: aiomqtt.Client) -> None:
@@ -496,16 +331,17 @@ class MqttBridge:
                     raise _Closed
                 self._wake.clear()
                 await self._wake.wait()
-            message = self._inflight = self._outbox[0]
+            head = self._outbox.next()
+            assert head is not None
             try:
-                await self._publish(client, message)
+                await self._publish(client, head)
             except ValueError as exc:  # paho refuses the message itself: retrying cannot help
-                log.error("MQTT: cannot publish to %s: %s (dropped)", message.topic, exc)
+                log.error("MQTT: cannot publish to %s: %s (dropped)", head.topic, exc)
                 self._stats.dropped += 1
-            finally:
-                self._inflight = None
-            if self._outbox and self._outbox[0] is message:
-                self._outbox.popleft()
+            except BaseException:
+                self._outbox.failed()  # stays at the head, sent again after the reconnect
+                raise
+            self._outbox.done(head)
 
     async def _publish(self, client: aiomqtt.Client, message: Outgoing) -> None:
         await client.publish(message.topic, message.payload, qos=1, retain=message.retain)
@@ -538,9 +374,8 @@ class MqttBridge:
             self._bad(str(exc))
             return
         self._stats.commands += 1
-        task = asyncio.create_task(self._execute(command), name=f"mqtt-command-{command.name}")
-        self._command_tasks.add(task)
-        task.add_done_callback(self._command_tasks.discard)
+        if not self._command_tasks.closed:
+            self._command_tasks.spawn(self._execute(command), command.name)
 
     def _bad(self, reason: str) -> None:
         self._stats.bad_commands += 1

@@ -32,21 +32,16 @@ import contextlib
 import itertools
 import logging
 import math
-import os
-import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 import soxr
 
+from companion.aio import DropOldestQueue
 from companion.audio.devices import (
-    AudioDevice,
     AudioDeviceError,
     Kind,
     format_devices,
@@ -57,7 +52,6 @@ from companion.audio.devices import (
 from companion.protocol import Capabilities, CodecId, DeviceState, PlaybackEvent, Profile
 
 from .base import (
-    FRAME_SAMPLES,
     SAMPLE_RATE,
     AudioChunk,
     ConnectionEvent,
@@ -71,287 +65,21 @@ from .base import (
     PlaybackStatus,
     until_closed,
 )
+from .local_streams import (
+    FRAME_S,
+    MIN_LATENCY_S,
+    Capture,
+    LocalAudioOptions,
+    Mark,
+    Playout,
+    StreamPlan,
+    ask_pulse_for,
+    plan_stream,
+)
 
 log = logging.getLogger(__name__)
 
-FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
-
-
-@dataclass(slots=True)
-class LocalAudioOptions:
-    """Knobs of the local audio link; the defaults suit a laptop or a PulseAudio/PipeWire desktop."""
-
-    capture: bool = True  # False: a speaker-only link (e.g. replies for an omi pendant)
-    playback: bool = True  # False: a microphone-only link
-    samplerate: int | None = None  # force the device rate; None: 16 kHz if the device takes it, else its own
-    latency: float | str | None = None  # PortAudio's, in seconds or "low"/"high"; None: see _latency_for
-    max_lead_s: float = 0.3  # reply audio queued ahead of the speaker; play() waits while more is queued
-    handoff_limit_frames: int = 50  # 1 s of mic blocks awaiting a stalled event loop, then new ones dropped
-    audio_backlog_frames: int = 500  # 10 s waiting for a slow consumer of audio(), then the oldest dropped
-    stall_timeout_s: float = 2.0  # the output device took no audio for this long: play() fails
-
-
-#: Floor under the device's low latency. On the 2-core dev machine through PulseAudio, PortAudio's "low"
-#: (8.5 ms) underflowed ~70 times a second with a Python callback; 30 ms ran clean at ordinary load but lost
-#: whole stretches of a reply with two CPU-bound processes beside it (as STT/TTS are); 50 ms ran clean there.
-MIN_LATENCY_S = 0.05
-
-
-def _latency_for(device: AudioDevice, kind: Kind, wanted: float | str | None) -> float | str:
-    """The suggested latency to open ``device`` with: as asked, or its low latency floored at 50 ms."""
-    if wanted is not None:
-        return wanted
-    low = device.low_input_latency if kind == "input" else device.low_output_latency
-    return max(low, MIN_LATENCY_S)
-
-
-def _ask_pulse_for(latency: float | str) -> None:
-    """Make PulseAudio honour our latency when PortAudio reaches it through ALSA's ``pulse`` plugin.
-
-    That plugin connects without a latency request, so a sink runs at its maximum latency (2 s for a null
-    sink, which then swallows whole seconds of a reply at once, and an abort cannot silence what it took).
-    libpulse reads ``PULSE_LATENCY_MSEC`` when a stream connects; a value the user set is left alone.
-    """
-    if isinstance(latency, (int, float)):
-        os.environ.setdefault("PULSE_LATENCY_MSEC", str(max(1, round(latency * 1000))))
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """How one stream will be opened on one device."""
-
-    device: AudioDevice
-    rate: int
-    channels: int
-
-
-def _plan_stream(sd: ModuleType, device: AudioDevice, kind: Kind, forced_rate: int | None) -> _Plan:
-    """Mono at 16 kHz when the device allows it; else its own rate and/or two channels (the mic's first
-    channel is used; the reply goes to both)."""
-    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
-    dtype = "int16" if kind == "input" else "float32"
-    most = device.max_input_channels if kind == "input" else device.max_output_channels
-    rates = [forced_rate] if forced_rate else [SAMPLE_RATE, int(device.default_samplerate)]
-    errors = []
-    for rate in dict.fromkeys(rates):
-        for channels in dict.fromkeys((1, min(2, most))):
-            try:
-                check(device=device.index, samplerate=rate, channels=channels, dtype=dtype)
-            except sd.PortAudioError as exc:
-                errors.append(f"{rate} Hz x{channels}: {exc}")
-                continue
-            return _Plan(device, rate, channels)
-    raise LinkError(
-        f"{kind} device {device.describe()} accepts none of the formats tried ({'; '.join(errors)})"
-    )
-
-
-class _Capture:
-    """The mic side: PortAudio's callback thread -> 20 ms 16 kHz blocks -> the event loop."""
-
-    def __init__(
-        self,
-        sd: ModuleType,
-        plan: _Plan,
-        options: LocalAudioOptions,
-        post: Callable[..., None],
-        sink: Callable[[AudioChunk], None],
-        finished: Callable[[], None],
-    ) -> None:
-        self.plan = plan
-        self._post = post
-        self._sink = sink
-        self._limit = options.handoff_limit_frames
-        self._block = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        self._fill = 0
-        self._resampler = (
-            soxr.ResampleStream(plan.rate, SAMPLE_RATE, 1, dtype="int16")
-            if plan.rate != SAMPLE_RATE
-            else None
-        )
-        # Each counter is written by one thread only: the callback's, or the loop's (``taken``).
-        self.blocks = 0
-        self.handed = 0
-        self.taken = 0
-        self.overflows = 0
-        self.dropped = 0
-        self.stream = sd.InputStream(
-            device=plan.device.index,
-            samplerate=plan.rate,
-            channels=plan.channels,
-            dtype="int16",
-            blocksize=0,
-            latency=_latency_for(plan.device, "input", options.latency),
-            callback=self._callback,
-            finished_callback=finished,
-        )
-
-    def _callback(self, indata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
-        """PortAudio's thread: no waiting, one copy per 20 ms block (plus soxr's output when resampling)."""
-        now = time.monotonic()
-        if status.input_overflow:
-            self.overflows += 1
-        mono = indata[:, 0]
-        if self._resampler is not None:
-            mono = self._resampler.resample_chunk(np.ascontiguousarray(mono))
-        pos, n = 0, len(mono)
-        while pos < n:
-            take = min(FRAME_SAMPLES - self._fill, n - pos)
-            self._block[self._fill : self._fill + take] = mono[pos : pos + take]
-            self._fill += take
-            pos += take
-            if self._fill == FRAME_SAMPLES:
-                self._fill = 0
-                index = self.blocks
-                self.blocks += 1
-                if self.handed - self.taken >= self._limit:
-                    self.dropped += 1
-                    continue
-                self.handed += 1
-                self._post(self._deliver, self._block.copy(), index, now)
-
-    def _deliver(self, pcm: np.ndarray, index: int, t_arrival: float) -> None:
-        """The event loop's side of the hand-off."""
-        self.taken += 1
-        self._sink(AudioChunk(pcm, index * FRAME_S, t_arrival))
-
-
-@dataclass(frozen=True, slots=True)
-class _Mark:
-    """A reply boundary in the playout queue."""
-
-    start: bool
-    reply: int
-
-
-class _Playout:
-    """The speaker side: a thread-safe queue of reply audio that PortAudio's callback drains.
-
-    The queue holds int16 mono pieces at the device rate and :class:`_Mark` boundaries; the loop appends and
-    flushes under ``_lock``, the callback takes under it (held for a few microseconds, never while waiting).
-    """
-
-    def __init__(
-        self,
-        sd: ModuleType,
-        plan: _Plan,
-        options: LocalAudioOptions,
-        post: Callable[..., None],
-        on_event: Callable[[PlaybackEvent, int, float], None],
-        on_room: Callable[[], None],
-        finished: Callable[[], None],
-    ) -> None:
-        self.plan = plan
-        self.rate = plan.rate
-        self.lead = int(options.max_lead_s * plan.rate)
-        self._post = post
-        self._on_event = on_event
-        self._on_room = on_room
-        self._lock = threading.Lock()
-        self._items: deque[np.ndarray | _Mark] = deque()
-        self._head = 0  # samples of _items[0] already played
-        self.queued = 0  # samples waiting, at the device rate
-        self._scale = np.float32(1.0 / 32768.0)  # volume as a float32 gain on int16 samples
-        self._starting: int | None = None  # reply whose START mark passed, first sample not yet played
-        self._current: int | None = None  # reply being played (first sample handed, END not reached)
-        self._starving = False
-        self._last_at = 0.0  # when the last sample handed reaches the speaker
-        self.want_room = False
-        self.last_callback = time.monotonic()
-        self.samples_played = 0
-        self.underflows = 0  # PortAudio's output-underflow flags
-        self.underruns = 0  # times the queue ran dry in the middle of a reply
-        self.stream = sd.OutputStream(
-            device=plan.device.index,
-            samplerate=plan.rate,
-            channels=plan.channels,
-            dtype="float32",
-            blocksize=0,
-            latency=_latency_for(plan.device, "output", options.latency),
-            callback=self._callback,
-            finished_callback=finished,
-        )
-        self._latency = float(self.stream.latency)
-
-    # -- the event loop's side -----------------------------------------------------------------------
-    def set_volume(self, percent: int) -> None:
-        self._scale = np.float32(percent / 100.0 / 32768.0)
-
-    def push(self, item: np.ndarray | _Mark) -> None:
-        with self._lock:
-            self._items.append(item)
-            if not isinstance(item, _Mark):
-                self.queued += len(item)
-
-    def flush(self) -> int:
-        """Drop everything not yet handed to PortAudio; returns the samples dropped."""
-        with self._lock:
-            dropped = self.queued
-            self._items.clear()
-            self._head = self.queued = 0
-            self._starting = self._current = None
-            self._starving = False
-        return dropped
-
-    # -- PortAudio's thread --------------------------------------------------------------------------
-    def _speaker_delay(self, time_info: Any) -> float:
-        """Seconds until the buffer being filled reaches the DAC, as PortAudio estimates it."""
-        delay = time_info.outputBufferDacTime - time_info.currentTime
-        return delay if time_info.currentTime > 0 and 0 <= delay < 1 else self._latency
-
-    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        """PortAudio's thread: copies with gain straight into ``outdata``; no allocation, no waiting."""
-        now = time.monotonic()
-        self.last_callback = now
-        if status.output_underflow:
-            self.underflows += 1
-        out = outdata[:, 0]
-        at = now + self._speaker_delay(time_info)
-        filled = 0
-        with self._lock:
-            items = self._items
-            while items:
-                head = items[0]
-                if type(head) is _Mark:
-                    items.popleft()
-                    if head.start:
-                        self._starting = head.reply
-                    else:
-                        self._starting = None
-                        if self._current == head.reply:
-                            self._post(self._on_event, PlaybackEvent.DRAINED, head.reply, self._last_at)
-                        self._current = None
-                    continue
-                if filled == frames:
-                    break
-                take = min(len(head) - self._head, frames - filled)
-                np.multiply(
-                    head[self._head : self._head + take], self._scale, out=out[filled : filled + take]
-                )
-                if self._starting is not None:
-                    self._current, self._starting = self._starting, None
-                    self._post(self._on_event, PlaybackEvent.STARTED, self._current, at + filled / self.rate)
-                filled += take
-                self._head += take
-                self.queued -= take
-                if self._head == len(head):
-                    items.popleft()
-                    self._head = 0
-            if filled:
-                self._last_at = at + filled / self.rate
-                self.samples_played += filled
-            if filled < frames:
-                out[filled:] = 0
-                if self._current is not None and not self._starving:
-                    self.underruns += 1
-                self._starving = self._current is not None
-            else:
-                self._starving = False
-            if self.want_room and self.queued <= self.lead:
-                self.want_room = False
-                self._post(self._on_room)
-        if outdata.shape[1] > 1:
-            outdata[:, 1:] = outdata[:, :1]
+__all__ = ["MIN_LATENCY_S", "LocalAudioLink", "LocalAudioOptions"]
 
 
 class LocalAudioLink(HeadsetLink):
@@ -394,15 +122,14 @@ class LocalAudioLink(HeadsetLink):
             mic_codec="pcm16-16k" if self.options.capture else "",
             speaker_codec="pcm16-16k" if self.options.playback else "",
         )
-        self._capture: _Capture | None = None
-        self._playout: _Playout | None = None
+        self._capture: Capture | None = None
+        self._playout: Playout | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._connected = False
         self._closed = False
-        self._audio_q: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
+        self._audio_q: DropOldestQueue[AudioChunk | None] = DropOldestQueue(self.options.audio_backlog_frames)
         self._event_q: asyncio.Queue[LinkEvent | None] = asyncio.Queue()
-        self._backlog_dropped = 0
         self._volume = 100
         self._play_lock = asyncio.Lock()
         self._room = asyncio.Event()
@@ -436,15 +163,13 @@ class LocalAudioLink(HeadsetLink):
         except AudioDeviceError as exc:
             raise LinkError(str(exc)) from exc
         try:
-            _ask_pulse_for(self.options.latency if self.options.latency is not None else MIN_LATENCY_S)
+            ask_pulse_for(self.options.latency if self.options.latency is not None else MIN_LATENCY_S)
             if self.options.capture:
                 plan = self._plan(sd, self._input_spec, "input")
-                self._capture = _Capture(
-                    sd, plan, self.options, self._post, self._on_chunk, self._on_finished
-                )
+                self._capture = Capture(sd, plan, self.options, self._post, self._on_chunk, self._on_finished)
             if self.options.playback:
                 plan = self._plan(sd, self._output_spec, "output")
-                self._playout = _Playout(
+                self._playout = Playout(
                     sd, plan, self.options, self._post, self._on_playback, self._room.set, self._on_finished
                 )
                 self._playout.set_volume(self._volume)
@@ -472,8 +197,8 @@ class LocalAudioLink(HeadsetLink):
             extra.get("output_rate", "-"),
         )
 
-    def _plan(self, sd: ModuleType, spec: str | int | None, kind: Kind) -> _Plan:
-        return _plan_stream(sd, resolve_device(spec, kind), kind, self.options.samplerate)
+    def _plan(self, sd: ModuleType, spec: str | int | None, kind: Kind) -> StreamPlan:
+        return plan_stream(sd, resolve_device(spec, kind), kind, self.options.samplerate)
 
     def _close_streams(self) -> None:
         """The link's worker thread: stop the callbacks (PortAudio joins its threads) and release devices."""
@@ -497,7 +222,7 @@ class LocalAudioLink(HeadsetLink):
             self._room.set()
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
-            self._audio_q.put_nowait(None)
+            self._audio_q.put_nowait(None, force=True)
             self._event_q.put_nowait(None)
 
     @property
@@ -530,9 +255,6 @@ class LocalAudioLink(HeadsetLink):
     def _on_chunk(self, chunk: AudioChunk) -> None:
         if self._closed:
             return
-        if self._audio_q.qsize() >= self.options.audio_backlog_frames:
-            self._audio_q.get_nowait()
-            self._backlog_dropped += 1
         self._audio_q.put_nowait(chunk)
 
     def _on_playback(self, event: PlaybackEvent, reply: int, t: float) -> None:
@@ -564,14 +286,14 @@ class LocalAudioLink(HeadsetLink):
                 self._event_q.put_nowait(PlaybackStatus(event, at))
 
     # -- HeadsetLink ---------------------------------------------------------------------------------
-    async def audio(self) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
+    async def audio(self) -> AsyncIterator[AudioChunk]:
         if not self.options.capture:
             raise LinkError(f"local link {self.info.name} was opened without capture")
         async for item in until_closed(self._audio_q):
             yield item
 
-    async def events(self) -> AsyncIterator[LinkEvent]:  # type: ignore[override]
-        async for item in until_closed(self._event_q):
+    async def events(self) -> AsyncIterator[LinkEvent]:
+        while (item := await self._event_q.get()) is not None:  # until_closed, for a union item type
             yield item
 
     def counters(self) -> dict[str, int]:
@@ -580,7 +302,7 @@ class LocalAudioLink(HeadsetLink):
             "frames_captured": c.blocks if c else 0,
             "input_overflows": c.overflows if c else 0,
             "dropped_blocks": c.dropped if c else 0,
-            "frames_dropped_backlog": self._backlog_dropped,
+            "frames_dropped_backlog": self._audio_q.dropped,
             "samples_played": p.samples_played if p else 0,
             "output_underflows": p.underflows if p else 0,
             "underruns": p.underruns if p else 0,
@@ -627,7 +349,7 @@ class LocalAudioLink(HeadsetLink):
             )
             piece = playout.rate // 50  # queue in 20 ms pieces so the lead bound holds for long chunks
             pushed = 0  # device-rate samples queued
-            playout.push(_Mark(True, reply))
+            playout.push(Mark(True, reply))
             try:
                 async for chunk in chunks:
                     pcm = np.array(chunk, dtype=np.int16, copy=True).reshape(-1)
@@ -653,7 +375,7 @@ class LocalAudioLink(HeadsetLink):
                 report.aborted = True
                 raise
             finally:
-                playout.push(_Mark(False, reply))
+                playout.push(Mark(False, reply))
                 report.seconds_sent = pushed / playout.rate
                 report.frames_sent = math.ceil(round(report.seconds_sent / FRAME_S, 6))
             return report

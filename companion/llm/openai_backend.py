@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import openai
 
+from companion.aio import request_policy
 from companion.llm.base import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, Message
 from companion.redact import redact_url
 
@@ -181,26 +181,27 @@ class OpenAIBackend:
         self, payload: list[dict[str, str]], first_deadline: float
     ) -> tuple[openai.AsyncStream[Any] | None, str, bool]:
         """Start the request and wait for the first text delta, retrying before it as allowed."""
-        loop = asyncio.get_running_loop()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._attempt(payload, first_deadline)
-            except _Retryable as failure:
-                error = failure.error
-                error.attempts = attempt
-                if attempt > self.max_retries:
-                    raise error from failure.__cause__
-                delay = failure.retry_after
-                if delay is None:
-                    delay = self.retry_backoff_s * 2 ** (attempt - 1) * (1 - 0.25 * random.random())
-                if loop.time() + delay >= first_deadline:
-                    raise error from failure.__cause__
-                await asyncio.sleep(delay)
-            except LLMError as error:
-                error.attempts = attempt
-                raise
+        retrying = request_policy(
+            _Retryable,
+            max_retries=self.max_retries,
+            backoff_s=self.retry_backoff_s,
+            deadline=first_deadline,
+            retry_after=lambda exc: exc.retry_after if isinstance(exc, _Retryable) else None,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        return await self._attempt(payload, first_deadline)
+                    except _Retryable as failure:
+                        failure.error.attempts = attempt.retry_state.attempt_number
+                        raise
+                    except LLMError as error:
+                        error.attempts = attempt.retry_state.attempt_number
+                        raise
+        except _Retryable as failure:  # the policy gave up: the last attempt's error
+            raise failure.error from failure.__cause__
+        raise AssertionError("unreachable: the retry policy returns or raises")  # pragma: no cover
 
     async def _attempt(
         self, payload: list[dict[str, str]], first_deadline: float

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import itertools
 import logging
 import math
@@ -70,8 +71,11 @@ class Timers:
         self._pending[timer.id] = timer
         task = asyncio.get_running_loop().create_task(self._run(timer), name=f"timer-{timer.id}")
         self._tasks[timer.id] = task
-        task.add_done_callback(lambda _t, tid=timer.id: self._tasks.pop(tid, None))
+        task.add_done_callback(functools.partial(self._forget, timer.id))
         return timer
+
+    def _forget(self, timer_id: int, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(timer_id, None)
 
     def cancel(self, timer_id: int) -> bool:
         """Cancel a pending timer; False when no such timer is pending (already fired or unknown)."""

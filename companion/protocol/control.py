@@ -1,8 +1,6 @@
-"""Control channel, flow status and capabilities of the `companion` profile, plus the omi button.
+"""Flow status and capabilities of the `companion` profile, the standard and omi characteristics.
 
-Control messages are ``[type u8][length u8][payload]``, one message per write or notification. Types below
-0x80 are commands (host -> headset), 0x80 and up are events (headset -> host). The vocabulary follows
-xiaozhi's (listen start/stop, tts start/sentence_start/stop, abort).
+The control messages live in :mod:`.messages`; their names are re-exported here for older imports.
 """
 
 from __future__ import annotations
@@ -13,161 +11,17 @@ from enum import IntEnum
 
 from .codec_ids import CodecId, codec_spec
 from .errors import BadField, TruncatedPacket
-
-
-class Button(IntEnum):
-    """Button gestures; the numbers are the Omi firmware's so both profiles share them."""
-
-    TAP = 1
-    DOUBLE_TAP = 2
-    LONG_PRESS = 3
-    PRESS = 4
-    RELEASE = 5
-
-
-class DeviceState(IntEnum):
-    """What the headset's state LED shows."""
-
-    IDLE = 0
-    LISTENING = 1
-    THINKING = 2
-    SPEAKING = 3
-
-
-class TtsPhase(IntEnum):
-    START = 0
-    SENTENCE_START = 1
-    STOP = 2
-
-
-class PlaybackEvent(IntEnum):
-    STARTED = 0  # first sample of a reply left the speaker
-    DRAINED = 1  # the reply finished playing
-    ABORTED = 2  # an abort flushed the buffer
-
-
-class ErrorCode(IntEnum):
-    """Codes of the ERROR event (its text is free-form and short: it must fit one notification)."""
-
-    UNSUPPORTED_CODEC = 1
-    BAD_MESSAGE = 2
-    UNSUPPORTED = 3
-    BAD_AUDIO = 4
-
-
-class Msg(IntEnum):
-    # commands, host -> headset
-    SET_STATE = 0x01  # u8 DeviceState
-    SET_VOLUME = 0x02  # u8 percent 0-100
-    ABORT = 0x03  # empty: stop playback now, flush the speaker buffer
-    SET_CODECS = 0x04  # u8 mic codec, u8 speaker codec
-    LISTEN = 0x05  # u8 1 start / 0 stop streaming the mic
-    TTS = 0x06  # u8 TtsPhase
-    TIME_SYNC = 0x07  # u32 LE epoch seconds
-    # events, headset -> host
-    BUTTON = 0x81  # u8 Button
-    STATE = 0x82  # u8 DeviceState (acknowledges SET_STATE)
-    VOLUME = 0x83  # u8 percent (acknowledges SET_VOLUME, or changed on the device)
-    CODECS = 0x84  # u8 mic codec, u8 speaker codec (acknowledges SET_CODECS)
-    PLAYBACK = 0x85  # u8 PlaybackEvent
-    ERROR = 0x86  # u8 error code, then UTF-8 text
-
-
-_PAYLOAD_LEN: dict[Msg, int | None] = {
-    Msg.SET_STATE: 1,
-    Msg.SET_VOLUME: 1,
-    Msg.ABORT: 0,
-    Msg.SET_CODECS: 2,
-    Msg.LISTEN: 1,
-    Msg.TTS: 1,
-    Msg.TIME_SYNC: 4,
-    Msg.BUTTON: 1,
-    Msg.STATE: 1,
-    Msg.VOLUME: 1,
-    Msg.CODECS: 2,
-    Msg.PLAYBACK: 1,
-    Msg.ERROR: None,  # variable, at least 1
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ControlMessage:
-    """One decoded control message; ``value`` holds the typed payload (None for ABORT)."""
-
-    type: Msg
-    value: object = None
-
-    def encode(self) -> bytes:
-        payload = _encode_value(self.type, self.value)
-        return bytes((self.type, len(payload))) + payload
-
-    @classmethod
-    def decode(cls, data: bytes | bytearray) -> ControlMessage:
-        if len(data) < 2:
-            raise TruncatedPacket(f"control message of {len(data)} bytes; needs at least 2")
-        try:
-            mtype = Msg(data[0])
-        except ValueError:
-            raise BadField(f"unknown control message type 0x{data[0]:02x}") from None
-        length = data[1]
-        if len(data) != 2 + length:
-            raise TruncatedPacket(f"{mtype.name}: length byte says {length}, got {len(data) - 2}")
-        want = _PAYLOAD_LEN[mtype]
-        if (want is not None and length != want) or (want is None and length < 1):
-            raise BadField(f"{mtype.name}: payload of {length} bytes, expected {want if want else '>= 1'}")
-        return cls(mtype, _decode_value(mtype, bytes(data[2:])))
-
-
-def _encode_value(mtype: Msg, value: object) -> bytes:
-    if mtype is Msg.ABORT:
-        return b""
-    if mtype in (Msg.SET_CODECS, Msg.CODECS):
-        mic, spk = value  # type: ignore[misc]
-        return bytes((int(mic), int(spk)))
-    if mtype is Msg.TIME_SYNC:
-        return struct.pack("<I", int(value))  # type: ignore[arg-type]
-    if mtype is Msg.ERROR:
-        code, text = value  # type: ignore[misc]
-        return bytes((int(code),)) + str(text).encode()[:200]
-    if mtype in (Msg.SET_VOLUME, Msg.VOLUME) and not 0 <= int(value) <= 100:  # type: ignore[call-overload]
-        raise BadField(f"volume {value} outside 0-100")
-    if mtype is Msg.LISTEN:
-        return bytes((1 if value else 0,))
-    return bytes((int(value),))  # type: ignore[call-overload]
-
-
-def _decode_value(mtype: Msg, p: bytes) -> object:
-    try:
-        if mtype is Msg.ABORT:
-            return None
-        if mtype in (Msg.SET_STATE, Msg.STATE):
-            return DeviceState(p[0])
-        if mtype in (Msg.SET_VOLUME, Msg.VOLUME):
-            if p[0] > 100:
-                raise BadField(f"volume {p[0]} outside 0-100")
-            return p[0]
-        if mtype in (Msg.SET_CODECS, Msg.CODECS):
-            return (codec_spec(p[0]).id, codec_spec(p[1]).id)
-        if mtype is Msg.LISTEN:
-            if p[0] > 1:
-                raise BadField(f"LISTEN flag {p[0]} is not 0 or 1")
-            return bool(p[0])
-        if mtype is Msg.TTS:
-            return TtsPhase(p[0])
-        if mtype is Msg.TIME_SYNC:
-            return struct.unpack("<I", p)[0]
-        if mtype is Msg.BUTTON:
-            return Button(p[0])
-        if mtype is Msg.PLAYBACK:
-            return PlaybackEvent(p[0])
-        if mtype is Msg.ERROR:
-            return (p[0], p[1:].decode("utf-8", "replace"))
-    except ValueError as exc:
-        if isinstance(exc, BadField):
-            raise
-        raise BadField(f"{mtype.name}: {exc}") from None
-    raise BadField(f"unhandled control message {mtype.name}")  # pragma: no cover
-
+from .messages import (  # noqa: F401 - re-exported for older imports
+    Button,
+    ControlMessage,
+    DeviceState,
+    ErrorCode,
+    Msg,
+    PlaybackEvent,
+    TtsPhase,
+    encode_time_sync,
+    parse_time_sync,
+)
 
 # -- flow control ----------------------------------------------------------------------------------
 FLOW_STATUS_SIZE = 10
@@ -296,6 +150,11 @@ def parse_battery(data: bytes | bytearray) -> int:
     return data[0]
 
 
+def encode_battery(percent: int) -> bytes:
+    """Battery Level (0x2A19) from a percentage, clamped to 0-100 as the characteristic requires."""
+    return bytes((max(0, min(100, int(percent))),))
+
+
 def encode_omi_button(button: Button) -> bytes:
     return struct.pack("<ii", int(button), 0)
 
@@ -304,7 +163,7 @@ def parse_omi_button(data: bytes | bytearray) -> Button:
     """Omi button notification: 8 bytes, int32[2] LE; element 0 is the gesture."""
     if len(data) != 8:
         raise TruncatedPacket(f"omi button event of {len(data)} bytes; expected 8")
-    code, _ = struct.unpack("<ii", data)
+    code: int = struct.unpack("<ii", data)[0]
     try:
         return Button(code)
     except ValueError:
@@ -345,7 +204,13 @@ class OmiFeature(IntEnum):
     MIC_GAIN = 1 << 8
 
 
+def encode_omi_features(features: int) -> bytes:
+    """Omi features characteristic: u32 LE bit set of OmiFeature."""
+    return struct.pack("<I", int(features))
+
+
 def parse_omi_features(data: bytes | bytearray) -> int:
     if len(data) != 4:
         raise TruncatedPacket(f"omi features of {len(data)} bytes; expected 4")
-    return struct.unpack("<I", data)[0]
+    value: int = struct.unpack("<I", data)[0]
+    return value

@@ -284,7 +284,7 @@ class Reassembler:
         p = self._partial
         assert p is not None
         self._partial = None
-        whole = not p.broken and p.parts
+        whole = not p.broken and bool(p.parts)
         if whole and p.hole_after:
             # Omi: a loss right after this frame may have taken its tail or the next frame's head.
             whole = len(p.parts) >= self._frame_frags

@@ -11,7 +11,7 @@ import logging
 import shutil
 import struct
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
 import numpy as np
@@ -123,7 +123,7 @@ class EspeakTTS:
                 proc.kill()
                 await proc.wait()
 
-    async def _pcm(self, stdout: asyncio.StreamReader) -> AsyncIterator[np.ndarray]:
+    async def _pcm(self, stdout: asyncio.StreamReader) -> AsyncGenerator[np.ndarray, None]:
         """Parse the WAV header, then resample the PCM body as it streams in."""
         header = b""
         parsed = None

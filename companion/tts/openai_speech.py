@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class OpenAISpeechTTS:
             raise TTSError("OpenAISpeechTTS.load() must be called before stream()")
         if not text:
             return
-        extra = {} if self.speed is None else {"speed": self.speed}
+        extra: dict[str, Any] = {} if self.speed is None else {"speed": self.speed}
         resampler = StreamResampler(self.pcm_rate)
         try:
             async with self._client.audio.speech.with_streaming_response.create(

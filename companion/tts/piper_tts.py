@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -141,7 +141,9 @@ class PiperTTS:
         if not text:
             return
         loop = asyncio.get_running_loop()
-        sentences = voice.synthesize(text, syn_config=self._syn_config)
+        # a generator (closed below on the worker thread); piper annotates it as an Iterable
+        synthesis = voice.synthesize(text, syn_config=self._syn_config)
+        sentences = cast("Generator[AudioChunk, None, None]", synthesis)
         resampler = StreamResampler(voice.config.sample_rate)
         try:
             done = False

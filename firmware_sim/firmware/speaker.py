@@ -176,7 +176,7 @@ class Speaker:
     def _decode_run(self, frames: list[Frame]) -> None:
         codec = frames[0].codec
         self.frames_received += len(frames)
-        if codec not in self.config.speaker_codecs:
+        if codec not in (self.config.speaker_codecs or ()):
             self.rejected += len(frames)
             self._consumed += len(frames)
             if not self._error_sent:
