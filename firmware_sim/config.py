@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, SupportsInt
 
 from companion.protocol import CodecId, Profile, codec_spec
 from companion.protocol.control import OMI_CODECS
@@ -97,8 +97,10 @@ def _codec(name: str, value: object) -> CodecId:
             return codec_by_name(value)
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
+    if not isinstance(value, SupportsInt):
+        raise ConfigError(f"{name}: {value!r} is not a codec name or number")
     try:
-        return codec_spec(int(value)).id  # type: ignore[call-overload]
+        return codec_spec(int(value)).id
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{name}: {exc}") from None
 
@@ -152,14 +154,16 @@ class HeadsetConfig:
         except ValueError:
             raise ConfigError(f"profile {self.profile!r}: choose 'companion' or 'omi'") from None
         omi = self.profile is Profile.OMI
+        ident: OmiIdentity | None = None
         if omi:
             try:
-                set_(self, "variant", OmiVariant(self.variant or OmiVariant.CV1))
+                variant = OmiVariant(self.variant or OmiVariant.CV1)
             except ValueError:
                 raise ConfigError(f"variant {self.variant!r}: choose 'cv1' or 'devkit'") from None
+            set_(self, "variant", variant)
+            ident = IDENTITY[variant]
         elif self.variant is not None:
             raise ConfigError(f"variant {self.variant!r}: only the omi profile has variants")
-        ident = IDENTITY[self.variant] if omi else None  # type: ignore[index]
         if self.name is None:
             set_(self, "name", "Omi" if omi else "Companion Sim")
         if not self.name or len(self.name.encode()) > 29:
@@ -168,34 +172,38 @@ class HeadsetConfig:
             raise ConfigError(f"address {self.address!r}: expected six hex bytes like 'C0:11:22:33:44:55'")
         if self.address is not None:
             set_(self, "address", self.address.upper())
-        set_(
-            self,
-            "mic_codec",
-            _codec("mic_codec", self.mic_codec if self.mic_codec is not None else _default_codec(ident)),
+        mic_codec = _codec(
+            "mic_codec", self.mic_codec if self.mic_codec is not None else _default_codec(ident)
         )
+        set_(self, "mic_codec", mic_codec)
         if self.mic_opus is None:
             set_(self, "mic_opus", OMI_OPUS if omi else COMPANION_OPUS)
-        if self.mic_codecs is None:
-            set_(self, "mic_codecs", (self.mic_codec,) if omi else COMPANION_MIC_CODECS)
-        set_(self, "mic_codecs", tuple(_codec("mic_codecs", c) for c in self.mic_codecs))  # type: ignore[union-attr]
-        if self.mic_codec not in self.mic_codecs:  # type: ignore[operator]
-            raise ConfigError(f"mic_codec {self.mic_codec!r} is not in mic_codecs {self.mic_codecs}")
-        if omi and self.mic_codec not in OMI_CODECS:
-            raise ConfigError(f"mic_codec {CodecId(self.mic_codec).name} is not a codec omi devices send")
+        given_mic = (
+            self.mic_codecs if self.mic_codecs is not None else (mic_codec,) if omi else COMPANION_MIC_CODECS
+        )
+        mic_codecs = tuple(_codec("mic_codecs", c) for c in given_mic)
+        set_(self, "mic_codecs", mic_codecs)
+        if mic_codec not in mic_codecs:
+            raise ConfigError(f"mic_codec {mic_codec!r} is not in mic_codecs {mic_codecs}")
+        if omi and mic_codec not in OMI_CODECS:
+            raise ConfigError(f"mic_codec {mic_codec.name} is not a codec omi devices send")
         if self.has_speaker is None:
             set_(self, "has_speaker", not omi)
         if omi and self.has_speaker:
             raise ConfigError("the omi profile has no speech speaker (omi speakers play chimes only)")
         if self.has_haptic is None:
             set_(self, "has_haptic", omi)
-        if self.speaker_codecs is None:
-            set_(self, "speaker_codecs", COMPANION_SPEAKER_CODECS if self.has_speaker else ())
-        set_(self, "speaker_codecs", tuple(_codec("speaker_codecs", c) for c in self.speaker_codecs))  # type: ignore[union-attr]
+        given_spk = self.speaker_codecs
+        if given_spk is None:
+            given_spk = COMPANION_SPEAKER_CODECS if self.has_speaker else ()
+        speaker_codecs = tuple(_codec("speaker_codecs", c) for c in given_spk)
+        set_(self, "speaker_codecs", speaker_codecs)
         if self.speaker_codec is not None:
-            set_(self, "speaker_codec", _codec("speaker_codec", self.speaker_codec))
-            if self.speaker_codec not in self.speaker_codecs:  # type: ignore[operator]
-                raise ConfigError(f"speaker_codec {self.speaker_codec!r} is not in {self.speaker_codecs}")
-        if self.has_speaker and not self.speaker_codecs:
+            speaker_codec = _codec("speaker_codec", self.speaker_codec)
+            set_(self, "speaker_codec", speaker_codec)
+            if speaker_codec not in speaker_codecs:
+                raise ConfigError(f"speaker_codec {speaker_codec!r} is not in {speaker_codecs}")
+        if self.has_speaker and not speaker_codecs:
             raise ConfigError("a headset with a speaker needs at least one speaker codec")
         _check_range("speaker_buffer_ms", self.speaker_buffer_ms, 40, 10000)
         _check_range("playout_start_ms", self.playout_start_ms, 0, self.speaker_buffer_ms)
@@ -204,13 +212,17 @@ class HeadsetConfig:
         _check_range("storage_frames", self.storage_frames, 0, 10_000_000)
         _check_range("battery_percent", self.battery_percent, 0, 100)
         _check_range("battery_drain_per_min", self.battery_drain_per_min, 0, 6000)
-        if self.battery_notify_s is None:
-            set_(self, "battery_notify_s", 5.0 if omi else 0.0)
-        _check_range("battery_notify_s", self.battery_notify_s, 0, 3600)  # type: ignore[arg-type]
-        if self.firmware_version is None:
-            set_(self, "firmware_version", ident.firmware if ident else (1, 0, 0))
-        if len(self.firmware_version) != 3 or not all(0 <= int(v) <= 255 for v in self.firmware_version):  # type: ignore[arg-type]
-            raise ConfigError(f"firmware_version {self.firmware_version}: three numbers 0-255")
+        battery_notify_s = self.battery_notify_s
+        if battery_notify_s is None:
+            battery_notify_s = 5.0 if omi else 0.0
+            set_(self, "battery_notify_s", battery_notify_s)
+        _check_range("battery_notify_s", battery_notify_s, 0, 3600)
+        firmware = self.firmware_version
+        if firmware is None:
+            firmware = ident.firmware if ident else (1, 0, 0)
+            set_(self, "firmware_version", firmware)
+        if len(firmware) != 3 or not all(0 <= int(v) <= 255 for v in firmware):
+            raise ConfigError(f"firmware_version {firmware}: three numbers 0-255")
         if self.model is None:
             set_(self, "model", ident.model if ident else "companion-sim headset")
         if self.manufacturer is None:
@@ -221,9 +233,11 @@ class HeadsetConfig:
             set_(self, "requests_mtu", omi)
         _check_range("echo_gain", self.echo_gain, 0.0, 4.0)
         _check_range("mic_noise_rms", self.mic_noise_rms, 0.0, 10000.0)
-        if self.min_stream_mtu is None:
-            set_(self, "min_stream_mtu", MIN_STREAM_MTU if omi else MIN_MTU)
-        _check_range("min_stream_mtu", self.min_stream_mtu, MIN_MTU, MAX_MTU)  # type: ignore[arg-type]
+        min_stream_mtu = self.min_stream_mtu
+        if min_stream_mtu is None:
+            min_stream_mtu = MIN_STREAM_MTU if omi else MIN_MTU
+            set_(self, "min_stream_mtu", min_stream_mtu)
+        _check_range("min_stream_mtu", min_stream_mtu, MIN_MTU, MAX_MTU)
 
     def with_(self, **changes: Any) -> HeadsetConfig:
         """A copy with some fields changed (and re-validated). Changing the profile also resets the
@@ -309,9 +323,11 @@ class RadioConfig:
         _check_range("rssi", self.rssi, -127, 20)
         _check_range("supervision_timeout_ms", self.supervision_timeout_ms, 100, 32000)
         _check_range("advertising_interval_ms", self.advertising_interval_ms, 20, 10240)
-        if self.connect_delay_ms is None:
-            object.__setattr__(self, "connect_delay_ms", 2 * self.interval_ms)
-        _check_range("connect_delay_ms", self.connect_delay_ms, 0, 60000)  # type: ignore[arg-type]
+        connect_delay_ms = self.connect_delay_ms
+        if connect_delay_ms is None:
+            connect_delay_ms = 2 * self.interval_ms
+            object.__setattr__(self, "connect_delay_ms", connect_delay_ms)
+        _check_range("connect_delay_ms", connect_delay_ms, 0, 60000)
 
     def with_(self, **changes: Any) -> RadioConfig:
         if "interval_ms" in changes:

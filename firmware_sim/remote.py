@@ -87,7 +87,8 @@ class RpcChannel:
                     if self.on_event is not None:
                         self.on_event(msg)
                     continue
-                fut = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
+                rid = msg.get("id")
+                fut = self._pending.get(rid) if isinstance(rid, int) else None
                 if fut is None or fut.done():
                     continue
                 if msg.get("ok"):

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import soxr
@@ -29,28 +30,39 @@ from bleak_retry_connector import establish_connection
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from companion.protocol import (
+    Abort,
     Button,
+    ButtonReport,
     Capabilities,
     CodecId,
+    CodecsReport,
     CompanionUUID,
-    ControlMessage,
+    ControlMsg,
     DeviceState,
+    ErrorReport,
     FlowStatus,
     LinkCounters,
-    Msg,
+    Listen,
     Packetizer,
     Profile,
     ProtocolError,
     Reassembler,
+    SetCodecs,
+    SetState,
+    SetVolume,
     StdUUID,
+    Tts,
     TtsPhase,
+    VolumeReport,
     codec_spec,
+    decode_control,
     max_payload,
     parse_battery,
     parse_omi_button,
     parse_omi_codec,
     profile_for_services,
 )
+from companion.protocol import PlaybackReport as PlaybackNotice
 from companion.protocol.codecs import StreamDecoder, make_encoder
 
 from . import omi
@@ -225,7 +237,7 @@ class BleHeadsetLink(HeadsetLink):
         if client is not None:
             with contextlib.suppress(BleakError, asyncio.TimeoutError, OSError):
                 if client.is_connected and self.info.profile is Profile.COMPANION:
-                    await self._write_control(ControlMessage(Msg.LISTEN, False), client)
+                    await self._write_control(Listen(False), client)
                 await client.disconnect()
         if self._bluez_battery is not None:
             await self._bluez_battery.aclose()
@@ -242,7 +254,9 @@ class BleHeadsetLink(HeadsetLink):
 
     # -- connecting --------------------------------------------------------------------------------
     async def _find(self) -> BLEDevice:
-        kwargs = {} if self._scanner_backend is None else {"backend": self._scanner_backend}
+        kwargs: BleakScanner.ExtraArgs = {}
+        if self._scanner_backend is not None:
+            kwargs["backend"] = self._scanner_backend
         device = await BleakScanner.find_device_by_address(
             self.info.address, timeout=self.options.scan_timeout_s, **kwargs
         )
@@ -254,7 +268,7 @@ class BleHeadsetLink(HeadsetLink):
         device = self._device if self._device is not None else await self._find()
         if device.name:
             self.info.name = device.name
-        kwargs = {} if self._backend is None else {"backend": self._backend}
+        kwargs: dict[str, Any] = {} if self._backend is None else {"backend": self._backend}
         client = await establish_connection(
             BleakClient,
             device,
@@ -323,7 +337,7 @@ class BleHeadsetLink(HeadsetLink):
             else None
         )
         await client.start_notify(CompanionUUID.CONTROL, self._on_control)
-        await self._write_control(ControlMessage(Msg.SET_CODECS, (mic, speaker or mic)), client)
+        await self._write_control(SetCodecs(mic, speaker or mic), client)
         self._new_stream(Profile.COMPANION, mic)
         if speaker is not None:
             status = FlowStatus.decode(await client.read_gatt_char(CompanionUUID.FLOW))
@@ -336,7 +350,7 @@ class BleHeadsetLink(HeadsetLink):
         self.info.speaker_codec = codec_spec(speaker).name if speaker is not None else ""
         await client.start_notify(CompanionUUID.MIC, self._on_mic)
         if self.options.hands_free:
-            await self._write_control(ControlMessage(Msg.LISTEN, True), client)
+            await self._write_control(Listen(True), client)
 
     def _use_bluez_battery(self) -> bool:
         if self.options.bluez_battery is not None:
@@ -454,25 +468,24 @@ class BleHeadsetLink(HeadsetLink):
 
     def _on_control(self, _char: object, data: bytearray) -> None:
         try:
-            msg = ControlMessage.decode(data)
+            msg = decode_control(data)
         except ProtocolError as exc:
             self._extra["control_malformed"] += 1
             log.debug("dropped malformed control message %s: %s", bytes(data).hex(), exc)
             return
         now = time.monotonic()
-        if msg.type is Msg.BUTTON:
-            self._event_q.put_nowait(ButtonEvent(msg.value, now))  # type: ignore[arg-type]
-        elif msg.type is Msg.PLAYBACK:
-            self._event_q.put_nowait(PlaybackStatus(msg.value, now))  # type: ignore[arg-type]
-        elif msg.type is Msg.ERROR:
-            code, text = msg.value  # type: ignore[misc]
-            log.warning("headset %s reports error %d: %s", self.info.address, code, text)
-            self._event_q.put_nowait(LinkErrorEvent(f"headset error {code}: {text}", now))
-        elif msg.type is Msg.CODECS:
-            mic, speaker = msg.value  # type: ignore[misc]
-            log.debug("headset %s uses mic %s, speaker %s", self.info.address, mic.name, speaker.name)
-        elif msg.type is Msg.VOLUME:
-            self.info.extra["volume"] = msg.value
+        match msg:
+            case ButtonReport(button=button):
+                self._event_q.put_nowait(ButtonEvent(button, now))
+            case PlaybackNotice(event=event):
+                self._event_q.put_nowait(PlaybackStatus(event, now))
+            case ErrorReport(code=code, text=text):
+                log.warning("headset %s reports error %d: %s", self.info.address, code, text)
+                self._event_q.put_nowait(LinkErrorEvent(f"headset error {code}: {text}", now))
+            case CodecsReport(mic=mic, speaker=speaker):
+                log.debug("headset %s uses mic %s, speaker %s", self.info.address, mic.name, speaker.name)
+            case VolumeReport(percent=percent):
+                self.info.extra["volume"] = percent
 
     def _on_flow(self, _char: object, data: bytearray) -> None:
         try:
@@ -528,7 +541,7 @@ class BleHeadsetLink(HeadsetLink):
         return self._client
 
     async def _write_control(
-        self, msg: ControlMessage, client: BleakClient | None = None, *, response: bool = True
+        self, msg: ControlMsg, client: BleakClient | None = None, *, response: bool = True
     ) -> None:
         """Write a command. ``response=False`` (where CONTROL allows it) skips the round trip: ATT keeps
         commands and writes in order on the link, so a reply's TTS start still precedes its audio."""
@@ -541,23 +554,23 @@ class BleHeadsetLink(HeadsetLink):
 
     async def set_state(self, state: DeviceState) -> None:
         if self.info.profile is Profile.COMPANION and self.connected:
-            await self._write_control(ControlMessage(Msg.SET_STATE, state))
+            await self._write_control(SetState(state))
         self.info.extra["state"] = state.name.lower()
 
     async def set_volume(self, percent: int) -> None:
         percent = max(0, min(100, int(percent)))
         if self.info.profile is Profile.COMPANION and self.connected:
-            await self._write_control(ControlMessage(Msg.SET_VOLUME, percent))
+            await self._write_control(SetVolume(percent))
         self.info.extra["volume"] = percent
 
     async def listen(self, on: bool) -> None:
         """Start or stop the headset's mic stream (tap-to-talk, push-to-talk)."""
         if self.info.profile is Profile.COMPANION and self.connected:
-            await self._write_control(ControlMessage(Msg.LISTEN, on))
+            await self._write_control(Listen(on))
 
     async def abort(self) -> None:
         if self.info.profile is Profile.COMPANION and self.connected:
-            await self._write_control(ControlMessage(Msg.ABORT))
+            await self._write_control(Abort())
 
     async def play(self, chunks: AsyncIterable[np.ndarray]) -> PlaybackReport:
         client = self._require()
@@ -570,7 +583,7 @@ class BleHeadsetLink(HeadsetLink):
             frame_s = n / SAMPLE_RATE
             watch = _ThroughputWatch(frame_s, self._speaker_codec, self.info.mtu)
             buf = np.empty(0, dtype=np.int16)
-            await self._write_control(ControlMessage(Msg.TTS, TtsPhase.START), client, response=False)
+            await self._write_control(Tts(TtsPhase.START), client, response=False)
             try:
                 async for chunk in chunks:
                     buf = np.concatenate((buf, np.asarray(chunk, dtype=np.int16)))
@@ -581,7 +594,7 @@ class BleHeadsetLink(HeadsetLink):
                     tail = np.zeros(n, dtype=np.int16)
                     tail[: len(buf)] = buf
                     await self._send_frame(client, encoder.encode(tail), report, watch)
-                await self._write_control(ControlMessage(Msg.TTS, TtsPhase.STOP), client, response=False)
+                await self._write_control(Tts(TtsPhase.STOP), client, response=False)
             except asyncio.CancelledError:
                 report.aborted = True
                 raise
@@ -691,10 +704,10 @@ async def scan_headsets(
     """Advertising headsets of either profile, sorted by name then address."""
     from companion.protocol import ADVERTISED_SERVICE
 
-    kwargs = {} if backend is None else {"backend": backend}
-    found = await BleakScanner.discover(
-        timeout=timeout, service_uuids=list(ADVERTISED_SERVICE.values()), return_adv=True, **kwargs
-    )
+    kwargs: BleakScanner.ExtraArgs = {"service_uuids": list(ADVERTISED_SERVICE.values())}
+    if backend is not None:
+        kwargs["backend"] = backend
+    found = await BleakScanner.discover(timeout=timeout, return_adv=True, **kwargs)
     out = []
     for device, adv in found.values():
         profile = profile_for_services(adv.service_uuids)

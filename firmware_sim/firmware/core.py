@@ -27,18 +27,31 @@ import numpy as np
 import soxr
 
 from companion.protocol import (
+    Abort,
     Button,
+    ButtonReport,
     Capabilities,
     CodecId,
-    ControlMessage,
+    CodecsReport,
+    ControlMsg,
     DeviceState,
     ErrorCode,
-    Msg,
+    ErrorReport,
+    Listen,
     Packetizer,
     PlaybackEvent,
+    PlaybackReport,
     Profile,
     ProtocolError,
+    SetCodecs,
+    SetState,
+    SetVolume,
+    StateReport,
+    TimeSync,
+    Tts,
+    VolumeReport,
     codec_spec,
+    decode_control,
 )
 from companion.protocol.codecs import make_encoder
 from companion.protocol.control import OmiFeature
@@ -166,8 +179,10 @@ class Firmware:
         self.powered = True
         self.state = DeviceState.IDLE
         self.battery_level = float(config.battery_percent)
-        self.mic_codec = CodecId(config.mic_codec)  # type: ignore[arg-type]
-        self._speaker_codec: CodecId | None = config.speaker_codec  # type: ignore[assignment]
+        # HeadsetConfig resolves names and profile defaults on construction: the codecs are CodecIds here
+        assert isinstance(config.mic_codec, CodecId) and not isinstance(config.speaker_codec, str)
+        self.mic_codec = config.mic_codec
+        self._speaker_codec: CodecId | None = config.speaker_codec
         self.listening = False
         self.link: Link | None = None
         self.epoch: tuple[int, float] | None = None
@@ -197,8 +212,8 @@ class Firmware:
         if char is not None and self.link is not None:
             self.link.notify(char.handle, data)
 
-    def _control(self, mtype: Msg, value: object = None) -> None:
-        self._notify("control", ControlMessage(mtype, value).encode())
+    def _control(self, msg: ControlMsg) -> None:
+        self._notify("control", msg.encode())
 
     def _error(self, code: ErrorCode, text: str) -> None:
         self.errors_sent += 1
@@ -207,11 +222,11 @@ class Firmware:
         if self.link is not None:  # the whole message must fit one notification: shorten the text
             room = max(0, self.link.mtu - 3 - 3)
             text = text.encode()[:room].decode("utf-8", "ignore")
-        self._control(Msg.ERROR, (int(code), text))
+        self._control(ErrorReport(int(code), text))
 
     def _playback_event(self, event: PlaybackEvent) -> None:
         self._log("playback", event)
-        self._control(Msg.PLAYBACK, event)
+        self._control(PlaybackReport(event))
 
     def _speaker_error(self, text: str) -> None:
         self._error(ErrorCode.BAD_AUDIO, text)
@@ -253,13 +268,14 @@ class Firmware:
     def capabilities(self) -> Capabilities:
         """Capabilities as read over GATT; the current mic codec and preferred speaker codec come first."""
         cfg = self.config
-        mic = (self.mic_codec, *(c for c in cfg.mic_codecs or () if c != self.mic_codec))  # type: ignore[union-attr]
+        assert cfg.firmware_version is not None  # HeadsetConfig fills in the profile's default
+        mic = (self.mic_codec, *(c for c in cfg.mic_codecs or () if c != self.mic_codec))
         spk_pref = self.speaker_codec
         spk = tuple(cfg.speaker_codecs or ())
         if spk_pref is not None:
             spk = (spk_pref, *(c for c in spk if c != spk_pref))
         return Capabilities(
-            firmware=tuple(cfg.firmware_version),  # type: ignore[arg-type]
+            firmware=cfg.firmware_version,
             has_speaker=bool(cfg.has_speaker),
             has_aec=cfg.has_aec,
             has_button=cfg.has_button,
@@ -391,39 +407,39 @@ class Firmware:
 
     def _on_control(self, data: bytes) -> None:
         try:
-            msg = ControlMessage.decode(data)
+            msg = decode_control(data)
         except ProtocolError as exc:
             self._error(ErrorCode.BAD_MESSAGE, str(exc))
             return
         self._log("control", msg)
-        t, v = msg.type, msg.value
-        if t is Msg.SET_STATE:
-            self.state = DeviceState(v)  # type: ignore[arg-type]
-            log.debug("%s: state %s", self.config.name, self.state.name)
-            self._control(Msg.STATE, self.state)
-        elif t is Msg.SET_VOLUME:
-            if self.speaker is not None:
-                self.speaker.volume = int(v)  # type: ignore[call-overload]
-            self._control(Msg.VOLUME, self.volume)
-        elif t is Msg.ABORT:
-            if self.speaker is None:
-                self._error(ErrorCode.UNSUPPORTED, "this headset has no speaker")
-            else:
-                self.speaker.abort()
-        elif t is Msg.SET_CODECS:
-            self._set_codecs(*v)  # type: ignore[misc]
-        elif t is Msg.LISTEN:
-            self.listening = bool(v)
-            log.info("%s: host %s listening", self.config.name, "started" if v else "stopped")
-        elif t is Msg.TTS:
-            if self.speaker is None:
-                self._error(ErrorCode.UNSUPPORTED, "this headset has no speaker")
-            else:
-                self.speaker.on_tts(v)  # type: ignore[arg-type]
-        elif t is Msg.TIME_SYNC:
-            self._set_time(int(v))  # type: ignore[call-overload]
-        else:
-            self._error(ErrorCode.BAD_MESSAGE, f"{t.name} is an event, not a command")
+        match msg:
+            case SetState(state=state):
+                self.state = state
+                log.debug("%s: state %s", self.config.name, self.state.name)
+                self._control(StateReport(self.state))
+            case SetVolume(percent=percent):
+                if self.speaker is not None:
+                    self.speaker.volume = percent
+                self._control(VolumeReport(self.volume))
+            case Abort():
+                if self.speaker is None:
+                    self._error(ErrorCode.UNSUPPORTED, "this headset has no speaker")
+                else:
+                    self.speaker.abort()
+            case SetCodecs(mic=mic, speaker=spk):
+                self._set_codecs(mic, spk)
+            case Listen(on=on):
+                self.listening = on
+                log.info("%s: host %s listening", self.config.name, "started" if on else "stopped")
+            case Tts(phase=phase):
+                if self.speaker is None:
+                    self._error(ErrorCode.UNSUPPORTED, "this headset has no speaker")
+                else:
+                    self.speaker.on_tts(phase)
+            case TimeSync(epoch_s=epoch_s):
+                self._set_time(epoch_s)
+            case _:
+                self._error(ErrorCode.BAD_MESSAGE, f"{msg.TYPE.name} is an event, not a command")
 
     def _set_codecs(self, mic: CodecId, spk: CodecId) -> None:
         cfg = self.config
@@ -440,7 +456,7 @@ class Firmware:
                 self._packetizer.codec = mic
         if cfg.has_speaker:
             self._speaker_codec = spk
-        self._control(Msg.CODECS, (self.mic_codec, self.speaker_codec or spk))
+        self._control(CodecsReport(self.mic_codec, self.speaker_codec or spk))
 
     # -- buttons -----------------------------------------------------------------------------------
     def press(self, button: Button) -> None:
@@ -458,7 +474,7 @@ class Firmware:
         if self.omi is not None:
             self.omi.gesture(button)
         else:
-            self._control(Msg.BUTTON, button)
+            self._control(ButtonReport(button))
 
     # -- power -------------------------------------------------------------------------------------
     def power_off(self) -> None:

@@ -25,6 +25,7 @@ from companion.protocol.omi import (
     MTU_REQUEST_DELAY_S,
     POWER_OFF_DELAY_S,
     OmiPacketizer,
+    OmiVariant,
     encode_time,
 )
 
@@ -48,7 +49,9 @@ class OmiFirmware:
         self.fw = fw
         variant = fw.config.variant
         # one for the device's life: ids go on across connections
-        self.packetizer = OmiPacketizer(split=variant is not None and IDENTITY[variant].splits_frames)
+        self.packetizer = OmiPacketizer(
+            split=isinstance(variant, OmiVariant) and IDENTITY[variant].splits_frames
+        )
         self.dim_ratio = 100
         self.mic_gain = 5
         self.mtu_requests = 0
