@@ -33,7 +33,8 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click's annotations make exit_code a ClassVar, but click reads it from the instance
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:

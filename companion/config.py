@@ -206,7 +206,8 @@ def _env_value(raw: str) -> Any:
 def _wants_toml(section: str, key: str) -> bool:
     """Whether the key holds a list or table, written as TOML in the environment."""
     sec = Config.model_fields.get(section)
-    field = sec.annotation.model_fields.get(key) if sec is not None else None  # type: ignore[union-attr]
+    model = sec.annotation if sec is not None else None  # a section's model class
+    field = model.model_fields.get(key) if isinstance(model, type) and issubclass(model, BaseModel) else None
     if field is None:
         return True  # unknown key: parsed as before, then reported as unknown
     kinds = {typing.get_origin(a) or a for a in (field.annotation, *typing.get_args(field.annotation))}

@@ -11,10 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from companion.config import Config
+
+if TYPE_CHECKING:
+    from companion.tts.base import TTSEngine
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ class EngineUnavailable(RuntimeError):
 @dataclass
 class Engines:
     stt: object  # companion.stt.WhisperSTT
-    tts: object  # companion.tts.TTSEngine
+    tts: TTSEngine
     llm: object | None  # companion.llm.LLMBackend, None: the built-in skills answer everything
 
     @classmethod

@@ -221,15 +221,17 @@ class Service:
 
     # -- commands ----------------------------------------------------------------------------------
     def session_for(self, device: str | None) -> Session:
-        live = {k: d for k, d in self.devices.items() if d.session is not None}
+        live = [(k, d, d.session) for k, d in self.devices.items() if d.session is not None]
         if not device:
             if len(live) == 1:
-                return next(iter(live.values())).session  # type: ignore[return-value]
+                return live[0][2]
             raise LookupError(f"{len(live)} headsets connected: name one with --device")
-        for key, d in live.items():
+        for key, d, session in live:
             if device.upper() in (key, d.found.name.upper()) or device == device_id(key):
-                return d.session  # type: ignore[return-value]
-        raise LookupError(f"no connected headset {device!r}; connected: {', '.join(live) or 'none'}")
+                return session
+        raise LookupError(
+            f"no connected headset {device!r}; connected: {', '.join(k for k, _, _ in live) or 'none'}"
+        )
 
     def status(self) -> list[dict[str, object]]:
         rows = []
@@ -266,7 +268,10 @@ class Service:
         elif cmd == "listen":
             await (session.start_listening() if req.get("on", True) else session.stop_listening())
         elif cmd == "volume":
-            session.skills_context.set_volume(int(req["percent"]))  # type: ignore[call-overload]
+            percent = req["percent"]  # an int from companion.control.parse_request
+            if not isinstance(percent, (int, float, str)):
+                raise ValueError(f"percent {percent!r} is not a number")
+            session.skills_context.set_volume(int(percent))
         else:
             raise ValueError(f"unknown command {cmd!r}")
         return {"ok": True, "device": session.device}

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -434,8 +434,8 @@ class Session:
                 self._prefetch[sentence] = self._spawn(self._synthesise(sentence), "tts-fallback")
 
     async def _speak(
-        self, deltas: AsyncIterator[str], marks: _Milestones, spoken: _Spoken, reply_parts: list[str]
-    ) -> AsyncIterator[np.ndarray]:
+        self, deltas: AsyncGenerator[str, None], marks: _Milestones, spoken: _Spoken, reply_parts: list[str]
+    ) -> AsyncGenerator[np.ndarray, None]:
         """LLM deltas -> sentences -> TTS audio, noting each milestone once."""
         chunker = SentenceChunker()
         queue: asyncio.Queue[tuple[str, list[np.ndarray]] | None] = asyncio.Queue(maxsize=2)
@@ -474,12 +474,14 @@ class Session:
             pcm = [trim_leading_silence(pcm[0]), *pcm[1:]]  # the reply starts with its first sound
         return pcm
 
-    async def _play(self, audio: AsyncIterator[np.ndarray], marks: _Milestones, spoken: _Spoken) -> None:
+    async def _play(
+        self, audio: AsyncGenerator[np.ndarray, None], marks: _Milestones, spoken: _Spoken
+    ) -> None:
         """Send the reply; mark first audio sent and played; wait until the headset has played it out."""
         first = True
         t_reply: float | None = None  # when the reply's own first chunk came, if a thinking cue preceded it
 
-        async def tracked() -> AsyncIterator[np.ndarray]:
+        async def tracked() -> AsyncGenerator[np.ndarray, None]:
             nonlocal first, t_reply
             async with contextlib.aclosing(audio) as chunks:
                 async for chunk in chunks:
@@ -567,10 +569,10 @@ class Session:
         return task.result() if task.exception() is None else "stopped"
 
     async def _announce_reply(self, item: Announcement, marks: _Milestones) -> Outcome:
-        async def once() -> AsyncIterator[str]:
+        async def once() -> AsyncGenerator[str, None]:
             yield item.text
 
-        async def with_chime() -> AsyncIterator[np.ndarray]:
+        async def with_chime() -> AsyncGenerator[np.ndarray, None]:
             if item.chime:
                 yield earcons.timer_ring()
             async for chunk in self._speak(once(), marks, _Spoken(), []):
@@ -683,5 +685,5 @@ class Session:
             self._set_state(DeviceState.IDLE)
 
 
-async def _once(pcm: np.ndarray) -> AsyncIterator[np.ndarray]:
+async def _once(pcm: np.ndarray) -> AsyncGenerator[np.ndarray, None]:
     yield pcm

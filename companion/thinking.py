@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 import numpy as np
 
@@ -19,11 +19,11 @@ THINKING_CUE_S = 1.5
 
 
 async def with_thinking_cue(
-    audio: AsyncIterator[np.ndarray],
+    audio: AsyncGenerator[np.ndarray, None],
     cue: np.ndarray,
     delay_s: float = THINKING_CUE_S,
     on_cue: Callable[[], None] | None = None,
-) -> AsyncIterator[np.ndarray]:
+) -> AsyncGenerator[np.ndarray, None]:
     """``audio`` unchanged, preceded by ``cue`` if its first chunk takes longer than ``delay_s``.
 
     ``on_cue`` runs when the cue is due (the session uses it to get the spoken fallback ready)."""

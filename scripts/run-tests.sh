@@ -13,6 +13,7 @@ if command -v pulseaudio >/dev/null 2>&1; then
     || pactl load-module module-null-sink sink_name=companion_null >/dev/null 2>&1 || true
 fi
 .venv/bin/ruff check companion firmware_sim tests scripts || exit 1
+.venv/bin/mypy companion firmware_sim || exit 1
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

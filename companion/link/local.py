@@ -128,7 +128,10 @@ class LocalAudioLink(HeadsetLink):
         self._executor: ThreadPoolExecutor | None = None
         self._connected = False
         self._closed = False
-        self._audio_q: DropOldestQueue[AudioChunk | None] = DropOldestQueue(self.options.audio_backlog_frames)
+        # the item type `until_closed` reads (None: closed, an exception: failed), as the BLE link's
+        self._audio_q: DropOldestQueue[AudioChunk | BaseException | None] = DropOldestQueue(
+            self.options.audio_backlog_frames
+        )
         self._event_q: asyncio.Queue[LinkEvent | None] = asyncio.Queue()
         self._volume = 100
         self._play_lock = asyncio.Lock()

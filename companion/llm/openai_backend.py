@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import openai
@@ -40,6 +40,9 @@ import openai
 from companion.aio import request_policy
 from companion.llm.base import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, Message
 from companion.redact import redact_url
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 NO_KEY_PLACEHOLDER = "sk-no-key-required"  # local servers ignore the key, the client insists on one
 MAX_RETRY_AFTER_S = 5.0
@@ -126,7 +129,7 @@ class OpenAIBackend:
         """Stream the reply's text deltas. Close the generator (or cancel) to stop and free the connection."""
         if not messages:
             raise ValueError("messages is empty: give at least one user message")
-        payload = [m.as_dict() for m in messages]
+        payload = [_wire(m) for m in messages]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         first_deadline = min(deadline, loop.time() + self.first_token_timeout_s)
@@ -178,7 +181,7 @@ class OpenAIBackend:
     # ------------------------------------------------------------------ internals
 
     async def _open(
-        self, payload: list[dict[str, str]], first_deadline: float
+        self, payload: list[ChatCompletionMessageParam], first_deadline: float
     ) -> tuple[openai.AsyncStream[Any] | None, str, bool]:
         """Start the request and wait for the first text delta, retrying before it as allowed."""
         retrying = request_policy(
@@ -204,7 +207,7 @@ class OpenAIBackend:
         raise AssertionError("unreachable: the retry policy returns or raises")  # pragma: no cover
 
     async def _attempt(
-        self, payload: list[dict[str, str]], first_deadline: float
+        self, payload: list[ChatCompletionMessageParam], first_deadline: float
     ) -> tuple[openai.AsyncStream[Any] | None, str, bool]:
         """One request: the open stream, its first text and whether it already finished.
 
@@ -312,10 +315,21 @@ class OpenAIBackend:
         return LLMResponseError(f"{self.name}: {e}", status=None)
 
 
+def _wire(m: Message) -> ChatCompletionMessageParam:
+    """The wire form of one message (``Message.as_dict()``), typed per role as the client expects."""
+    if m.role == "system":
+        return {"role": "system", "content": m.content}
+    if m.role == "assistant":
+        return {"role": "assistant", "content": m.content}
+    return {"role": "user", "content": m.content}
+
+
 def _check_event_stream(name: str, chunks: Any) -> None:
     """A web page (HTML 200: a proxy's login page, base_url pointing at a web UI) is not a reply."""
     response = getattr(chunks, "response", None)
-    kind = response.headers.get("content-type", "") if response is not None else ""
+    if response is None:
+        return
+    kind = response.headers.get("content-type", "")
     if "html" in kind.lower():
         raise LLMResponseError(
             f"{name}: the server answered with a web page ({kind.split(';')[0]}), not a chat stream: "

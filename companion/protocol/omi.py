@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .codec_ids import CodecId
-from .control import Button
 from .gatt import ATT_HEADER
+from .messages import Button
 
 #: Omi's audio header: packet id u16 LE + index u8.
 HEADER = 3

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import Any
 
 import numpy as np
 from wyoming.asr import Transcribe, Transcript
@@ -83,7 +84,7 @@ class WyomingClient:
                 if Error.is_type(event.type):
                     raise RemoteError(f"{self.uri}: {Error.from_event(event).text}")
 
-    async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         """`text` spoken, as 16 kHz mono int16 chunks in whatever format the server chose converted."""
         converter = InputConverter()
         async with self._connect() as client:
@@ -133,7 +134,8 @@ class OpenAITranscriptionClient:
         )
 
     async def transcribe(self, pcm: np.ndarray, language: str | None = "en") -> str:
-        extra = {"language": language} if language else {}
+        # only the language may vary; a dict of Any, since `openai.omit` is newer than our oldest openai
+        extra: dict[str, Any] = {"language": language} if language else {}
         result = await self._client.audio.transcriptions.create(
             model=self.model,
             file=("speech.wav", wav_bytes(pcm), "audio/wav"),

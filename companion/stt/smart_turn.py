@@ -61,7 +61,7 @@ class SmartTurnNotAvailable(RuntimeError):
 # -- features: Whisper's log-mel spectrogram, as the model was trained on ------------------------------
 
 
-def _slaney_mel(freq: np.ndarray) -> np.ndarray:
+def _slaney_mel(freq: np.ndarray | float) -> np.ndarray:
     """Hz to mel on the Slaney scale (linear below 1 kHz, logarithmic above), as librosa and Whisper."""
     f = np.asarray(freq, dtype=np.float64)
     lin = 3.0 * f / 200.0

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -137,7 +137,11 @@ class _Failure:
     error: BaseException
 
 
-_CLOSED = object()
+class _Closed:
+    """The end of `events()` (a class, so the queue's item type names it)."""
+
+
+_CLOSED = _Closed()
 
 
 class TurnDetector:
@@ -224,7 +228,7 @@ class TurnDetector:
         self.end_model = end_model if unsure_ms else None
         self.threshold = threshold
         self._clock = clock
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queue: asyncio.Queue[TurnEvent | _Failure | _Closed] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn_start: int | None = None
         self._spec: _Job | None = None  # the transcription of the latest pause, if still current
@@ -417,7 +421,9 @@ class TurnDetector:
         ending.wait_s, ending.reason = wait_s, reason
         if not ending.job.offered:
             ending.job.offered = True
-            self._emit(Hypothesis(ending.job.result.text, ending.job.t_end_of_speech))  # type: ignore[union-attr]
+            result = ending.job.result
+            assert result is not None  # an ending is waited on only once its transcript is in
+            self._emit(Hypothesis(result.text, ending.job.t_end_of_speech))
         self._check_fallback()
 
     def _check_fallback(self) -> None:
@@ -454,19 +460,19 @@ class TurnDetector:
 
     # -- output
 
-    def _emit(self, item: object) -> None:
+    def _emit(self, item: TurnEvent | _Failure | _Closed) -> None:
         if not self._closed:
             self._queue.put_nowait(item)
 
-    async def events(self) -> AsyncIterator[TurnEvent]:
+    async def events(self) -> AsyncGenerator[TurnEvent, None]:
         """The detector's events until `aclose()`; an STT failure is raised here."""
         while True:
             item = await self._queue.get()
-            if item is _CLOSED:
+            if isinstance(item, _Closed):
                 return
             if isinstance(item, _Failure):
                 raise item.error
-            yield item  # type: ignore[misc]
+            yield item
 
     def __aiter__(self) -> AsyncIterator[TurnEvent]:
         return self.events()

@@ -6,7 +6,7 @@ first reply audio can play while later sentences are still being made.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Protocol, runtime_checkable
 
@@ -40,7 +40,7 @@ class TTSEngine(Protocol):
         """Load the voice (blocking, idempotent)."""
         ...
 
-    def stream(self, text: str) -> AsyncIterator[np.ndarray]:
+    def stream(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         """Yield mono int16 16 kHz chunks of `text` as they are synthesised.
 
         Cancelling the consumer (or closing the iterator) stops further synthesis promptly. Consume it
@@ -87,6 +87,6 @@ class StreamResampler:
 
 async def synthesize(engine: TTSEngine, text: str) -> np.ndarray:
     """The whole utterance as one int16 16 kHz array (for `say`, fixtures and tests, not for replies)."""
-    async with aclosing(engine.stream(text)) as chunks:  # type: ignore[type-var]
+    async with aclosing(engine.stream(text)) as chunks:
         parts = [chunk async for chunk in chunks]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)

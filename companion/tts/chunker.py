@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import TypedDict, Unpack
 
 # Abbreviations that (almost) never end a sentence. "etc." and "No." are left out on purpose: they often do.
 _ABBREVIATIONS = frozenset(
@@ -140,12 +141,23 @@ class SentenceChunker:
         return text
 
 
-async def speakable_chunks(tokens: AsyncIterator[str], **options: int | bool | None) -> AsyncIterator[str]:
+class ChunkerOptions(TypedDict, total=False):
+    """SentenceChunker's options, for callers that pass them through."""
+
+    max_chars: int
+    first_max_chars: int
+    hard_max_chars: int | None
+    strip_markdown: bool
+
+
+async def speakable_chunks(
+    tokens: AsyncIterator[str], **options: Unpack[ChunkerOptions]
+) -> AsyncIterator[str]:
     """Chunks of a token stream as soon as each is complete; `options` go to SentenceChunker.
 
     The caller owns `tokens` (closing this generator does not close it).
     """
-    chunker = SentenceChunker(**options)  # type: ignore[arg-type]
+    chunker = SentenceChunker(**options)
     async for token in tokens:
         for chunk in chunker.feed(token):
             yield chunk

@@ -11,7 +11,7 @@ import logging
 import shutil
 import struct
 import subprocess
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import numpy as np
@@ -91,7 +91,7 @@ class EspeakTTS:
             )
         self._loaded = True
 
-    async def stream(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def stream(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         """Yield 16 kHz chunks while espeak-ng is still speaking; the process is killed on cancel."""
         text = check_text(text)
         if not text:

@@ -13,12 +13,12 @@ from companion.tts.piper_tts import PiperTTS
 
 log = logging.getLogger(__name__)
 
-ENGINES: dict[str, type] = {"piper": PiperTTS, "espeak": EspeakTTS, "openai": OpenAISpeechTTS}
+ENGINES: dict[str, type[TTSEngine]] = {"piper": PiperTTS, "espeak": EspeakTTS, "openai": OpenAISpeechTTS}
 
 
-def _construct(cls: type, options: dict[str, Any]) -> TTSEngine:
+def _construct(cls: type[TTSEngine], options: dict[str, Any]) -> TTSEngine:
     """Instantiate with a clear error for options the engine does not take."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     unknown = sorted(set(options) - set(params) - {"self"})
     if unknown:
         accepted = ", ".join(p for p in params if p != "self")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,7 +71,7 @@ class OpenAISpeechTTS:
                 base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=1
             )
 
-    async def stream(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def stream(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         """Yield 16 kHz chunks as the server's PCM body arrives."""
         import openai
 

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -132,7 +132,7 @@ class PiperTTS:
         )
         return PiperVoice(session=session, config=config)
 
-    async def stream(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def stream(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         """Yield one int16 16 kHz chunk per sentence (plus the resampler's short tail at the end)."""
         text = check_text(text)
         voice, executor = self._voice, self._executor

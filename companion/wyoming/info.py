@@ -34,7 +34,8 @@ def voice_name(tts: object) -> str:
     if model_path is not None:
         return Path(model_path).stem.removesuffix(".onnx")
     voice = getattr(tts, "voice", None)
-    return f"{tts.name}-{voice}" if voice else str(getattr(tts, "name", "voice"))
+    name = str(getattr(tts, "name", "voice"))
+    return f"{name}-{voice}" if voice else name
 
 
 def voice_languages(tts: object, name: str) -> list[str]:

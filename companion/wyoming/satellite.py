@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from functools import partial
 
 import numpy as np
@@ -220,7 +220,7 @@ class HeadsetSatellite:
             self._playback = None
 
     async def _play(self, queue: asyncio.Queue[np.ndarray | None]) -> None:
-        async def chunks() -> AsyncIterator[np.ndarray]:
+        async def chunks() -> AsyncGenerator[np.ndarray, None]:
             while (pcm := await queue.get()) is not None:
                 yield pcm
 

@@ -79,8 +79,9 @@ async def load_serve_engines(config: Config, progress: Callable[[str], None]) ->
 
 def bound_uri(server: AsyncServer, uri: str) -> str:
     """The URI clients can use, with the real port when the requested one was 0."""
-    if isinstance(server, AsyncTcpServer) and server._server is not None and server._server.sockets:
-        host, port = server._server.sockets[0].getsockname()[:2]
+    tcp = server._server if isinstance(server, AsyncTcpServer) else None
+    if isinstance(tcp, asyncio.Server) and tcp.sockets:
+        host, port = tcp.sockets[0].getsockname()[:2]
         return f"tcp://{host}:{port}"
     return uri
 
