@@ -129,6 +129,7 @@ class HeadsetConfig:
     bystanders: tuple[str, ...] = ()
     bystander_db: float = 0.0
     bystander_gap_s: tuple[float, float] = (1.0, 4.0)
+    bystander_loop: bool = True  # False: each bystander clip plays once
     noise_snr_db: float | None = None
     mic_noise_rms: float = 0.0
     min_stream_mtu: int | None = None

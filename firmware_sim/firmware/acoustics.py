@@ -10,7 +10,8 @@ Three sources are mixed onto the wearer's voice, each 20 ms tick, on the headset
   that its energy gain is ``echo_db``: white playback comes back exactly that many dB lower.
 - **bystanders**: other people talking, from WAV files played one after another in a loop with random
   gaps (``bystander_gap_s``), independently of the wearer, so they fall between and over the wearer's
-  turns. Each clip is scaled to ``bystander_db`` relative to the wearer's speech level.
+  turns (or once each, without ``bystander_loop``). Each clip is scaled to ``bystander_db`` relative
+  to the wearer's speech level.
 - **noise**: Gaussian noise at ``noise_snr_db`` below the wearer's speech level.
 
 The wearer's speech level is the active level of the utterances spoken so far (RMS over the samples of
@@ -164,6 +165,8 @@ class Acoustics:
         filled = 0
         while filled < TICK_SAMPLES:
             if self._clip is None:
+                if not self.config.bystander_loop and self._clip_index >= len(self._clips):
+                    break
                 if self._gap > 0:
                     n = min(self._gap, TICK_SAMPLES - filled)
                     self._gap -= n
