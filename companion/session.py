@@ -373,7 +373,11 @@ class Session:
         """Prepare the reply to a transcript that may still be extended."""
         text = text.strip()
         if self.mode == "wake":  # nothing is prepared (no LLM request) for speech not addressed to us
-            text = self.addressing.peek(text, self._t_speech_start) or ""
+            request = self.addressing.peek(text, self._t_speech_start)
+            if request is None and text and self._detector is not None:
+                self._detector.end_turn()  # no need to wait for the rest of someone else's sentence
+                return
+            text = request or ""
         if not text or (self._reply_task is not None and not self._reply_task.done()):
             return
         if self._prepared is not None and self._prepared.user_text == text:
@@ -532,9 +536,11 @@ class Session:
         if self._reply_task is None or self._reply_task.done():
             return
         log.info("%s: barge-in (%s)", self.device, why)
-        await self._cancel_reply()
+        task = self._reply_task
+        task.cancel()  # it sends nothing more: its next await raises
         with contextlib.suppress(LinkError, OSError, asyncio.TimeoutError):
-            await self.speaker.abort()
+            await self.speaker.abort()  # flush the headset first; the reply's cleanup can take longer
+        await self._cancel_reply()
         self._set_state(DeviceState.LISTENING if self._listening else DeviceState.IDLE)
 
     async def say(self, text: str, intent: str = "say") -> None:

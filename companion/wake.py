@@ -2,7 +2,8 @@
 
 An open-ear headset hears the wearer talking to other people, bystanders, a TV. In wake mode an utterance
 is answered only if it is *addressed*: it begins with the wake phrase ("hey companion, what time is it"),
-or it began within the follow-up window after a reply or a tap (no phrase needed then).
+or it is the first utterance begun within the follow-up window after a reply or a tap (no phrase
+needed then). The window cannot tell the wearer from a bystander who speaks first in it.
 
 Detection is a cheap first pass on the transcript the turn detector makes anyway: the first words are
 compared with the phrase word by word, tolerantly (Whisper writes "Hey, Companion!", "Hay companions"),
@@ -129,6 +130,7 @@ class Addressing:
         if self.in_window(t_start):
             self.counters.addressed += 1
             self.counters.follow_ups += 1
+            self.close_window()  # one follow-up per reply (its reply opens the next window)
             return Addressed(text.strip(), "follow_up")
         self.counters.unaddressed += 1
         return None
