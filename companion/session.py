@@ -292,6 +292,8 @@ class Session:
         if not self._listening:
             return True
         if self.state is DeviceState.SPEAKING or time.monotonic() < self._mute_mic_until:
+            if self.speaker is not self.link:
+                return False  # replies play elsewhere: no echo in the headset's mic
             return not (self._echo_handled() and self.config.session.voice_barge_in)
         return False
 
