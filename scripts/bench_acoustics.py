@@ -181,9 +181,12 @@ async def bench_echo(engines, config, levels: list[float], replies: int) -> list
     return out
 
 
-def first_voiced(pcm: np.ndarray, threshold: float = 500.0) -> int:
+def first_voiced(pcm: np.ndarray, below_peak_db: float = 30.0) -> int:
+    """The first sample of the first 10 ms block within ``below_peak_db`` of the loudest block: where
+    the speech (or the breath before it) starts, whatever the recording's level and noise floor."""
     frames = pcm[: len(pcm) // 160 * 160].astype(np.float64).reshape(-1, 160)
-    loud = np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) > threshold)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (-below_peak_db / 20))
     return int(loud[0]) * 160 if len(loud) else 0
 
 
