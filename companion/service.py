@@ -121,7 +121,7 @@ class Service:
         """How sessions listen: the configured mode, else the wake phrase (and taps) on real headsets and
         hands-free on simulated ones."""
         mode = self.config.session.mode
-        return mode or ("hands_free" if self.config.link.sim else "wake")
+        return mode or ("hands_free" if self.sim else "wake")
 
     async def _run_device(self, found: FoundHeadset) -> None:
         dev = self.devices[found.address.upper()]
