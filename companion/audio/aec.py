@@ -9,11 +9,12 @@ AEC3 can only cancel an echo whose reference it has already seen: the reference 
 lag it. The reference is therefore placed on the mic stream's own clock (the headset's sample clock, on
 which the mic frames are stamped): :meth:`EchoCanceller.played` anchors a reply's first sample at the
 stream time the headset reported playing it (its PLAYBACK STARTED event), and every mic frame is paired
-with the reference samples that were playing ``lead_ms`` (200) later, so the reference leads by that much
+with the reference samples that were playing ``lead_ms`` (60) later, so the reference leads by that much
 and AEC3's delay estimator finds the rest (the acoustic path, radio latency, event jitter). Measured on a
-synthetic echo path: AEC3 cancels ~64 dB with the reference 0-400 ms ahead, nothing at 600 ms ahead or
-20 ms behind; 200 ms ahead leaves room both ways for an anchor that is late (a loaded event loop stamps
-the STARTED event late) or early (short underruns the headset does not report).
+synthetic echo path: once converged AEC3 cancels ~64 dB with the reference 0-400 ms ahead, nothing at
+600 ms ahead or 20 ms behind; a fresh instance converges at once with a short lead (200 ms let the start
+of replies through in the session tests), so the lead stays short. Known gap: underruns shorter than the
+headset's drain timeout are not reported, and the reference then runs ahead of the playout.
 
 The canceller costs about 3.5 % of one core while it runs (measured on the 2-core dev machine), so it runs
 only while a reply plays and for ``tail_ms`` after; an idle headset streaming silence costs nothing here.
@@ -106,7 +107,7 @@ class EchoCanceller:
     """Removes the headset's own speaker from its mic frames, given what was sent and when it played."""
 
     def __init__(
-        self, *, lead_ms: float = 200.0, tail_ms: float = 800.0, noise_suppression: bool = False
+        self, *, lead_ms: float = 60.0, tail_ms: float = 800.0, noise_suppression: bool = False
     ) -> None:
         try:
             from livekit import rtc
