@@ -12,9 +12,10 @@ stream time the headset reported playing it (its PLAYBACK STARTED event), and ev
 with the reference samples that were playing ``lead_ms`` (60) later, so the reference leads by that much
 and AEC3's delay estimator finds the rest (the acoustic path, radio latency, event jitter). Measured on a
 synthetic echo path: once converged AEC3 cancels ~64 dB with the reference 0-400 ms ahead, nothing at
-600 ms ahead or 20 ms behind; a fresh instance converges at once with a short lead (200 ms let the start
-of replies through in the session tests), so the lead stays short. Known gap: underruns shorter than the
-headset's drain timeout are not reported, and the reference then runs ahead of the playout.
+600 ms ahead or 20 ms behind; a fresh instance converged at once with a 40 ms lead in that test. 200 ms
+was tried in the session without a clear result either way (docs/benchmarks.md). Known gap: underruns
+shorter than the headset's drain timeout are not reported, and the reference then runs ahead of the
+playout.
 
 The canceller costs about 3.5 % of one core while it runs (measured on the 2-core dev machine), so it runs
 only while a reply plays and for ``tail_ms`` after; an idle headset streaming silence costs nothing here.
