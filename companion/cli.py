@@ -229,6 +229,41 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 )
 @click.option("--llm-model", default="default", show_default=True, help="Model name for --llm-url.")
 @click.option("--no-wait-timers", is_flag=True, help="Do not wait for timers set during the demo to ring.")
+@click.option(
+    "--mode",
+    type=click.Choice(["hands_free", "wake"]),
+    default="hands_free",
+    show_default=True,
+    help="hands_free answers everything heard; wake answers speech that begins with the wake phrase "
+    "('hey companion') or follows a reply.",
+)
+@click.option(
+    "--echo-db",
+    type=click.FloatRange(-100, 20),
+    metavar="DB",
+    help="The virtual headset hears its own speaker at DB relative to the playback (e.g. -6).",
+)
+@click.option(
+    "--bystander",
+    "bystanders",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A WAV of another person talking near the wearer (repeatable; played in a loop with gaps).",
+)
+@click.option(
+    "--bystander-db",
+    type=click.FloatRange(-60, 30),
+    default=0.0,
+    show_default=True,
+    metavar="DB",
+    help="Bystander level relative to the wearer's speech.",
+)
+@click.option(
+    "--noise-snr",
+    type=click.FloatRange(-20, 100),
+    metavar="DB",
+    help="Background noise this many dB below the wearer's speech.",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -242,6 +277,11 @@ def demo(
     llm_url: str | None,
     llm_model: str,
     no_wait_timers: bool,
+    mode: str,
+    echo_db: float | None,
+    bystanders: tuple[Path, ...],
+    bystander_db: float,
+    noise_snr: float | None,
 ) -> None:
     """Talk to a virtual headset: spoken turns in, answers out, with a latency breakdown. Offline."""
     from companion.audio.wav import AudioFileError, check_wav
@@ -257,7 +297,19 @@ def demo(
         except AudioFileError as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
     options = DemoOptions(
-        list(says), list(utterances), as_json, record, earcons, codec, loss, not no_wait_timers
+        list(says),
+        list(utterances),
+        as_json,
+        record,
+        earcons,
+        codec,
+        loss,
+        not no_wait_timers,
+        mode=mode,
+        echo_db=echo_db,
+        bystanders=list(bystanders),
+        bystander_db=bystander_db,
+        noise_snr_db=noise_snr,
     )
     turns = _run(run_demo(options, config, _progress))
     if any(not t.transcript for t in turns):

@@ -109,9 +109,17 @@ class TtsConfig(_Section):
 
 
 class SessionConfig(_Section):
-    mode: Literal["hands_free", "tap_to_talk", "push_to_talk"] = "hands_free"
+    # None: `companion run` listens for the wake phrase (and taps) on real headsets, hands-free on --sim
+    mode: Literal["hands_free", "wake", "tap_to_talk", "push_to_talk"] | None = None
+    wake_phrase: str = Field("hey companion", min_length=1)
+    follow_up_s: float = Field(8.0, ge=0, le=300)  # after a reply (or a tap) no phrase is needed
     earcons: bool = True
-    voice_barge_in: bool = True  # only used when the headset cancels its own echo
+    voice_barge_in: bool = True  # when echo is handled: by the headset, the host's canceller, or no echo
+    # "auto": the host cancels the echo of headsets that play replies without AEC, so the mic stays open
+    # during replies (voice barge-in). Off by default until it meets the open-ear targets
+    # (docs/benchmarks.md); off, the mic is ignored while such a headset plays a reply, as before.
+    echo_cancel: Literal["auto", "off"] = "off"
+    noise_suppression: bool = False  # WebRTC noise suppression on the mic (with the echo canceller)
     volume: int = Field(70, ge=0, le=100)
 
 

@@ -24,7 +24,7 @@ from companion.audio.v2v import voice_to_voice
 from companion.audio.wav import load_wav
 from companion.config import Config
 from companion.engines import Engines
-from companion.events import EventHub, ReplyEvent, TranscriptEvent, TurnTimings
+from companion.events import EventHub, ReplyEvent, TranscriptEvent, TurnTimings, Unaddressed
 from companion.link.ble import BleLinkOptions
 from companion.protocol import codec_by_name
 from companion.session import Session
@@ -42,6 +42,14 @@ def turn_limit_s(config: Config) -> float:
     return config.llm.timeout_s + config.turn.max_utterance_s + TURN_MARGIN_S
 
 
+# In wake mode: the phrase, a follow-up within the window (no phrase), the phrase again.
+DEFAULT_WAKE_TURNS = (
+    "Hey companion, what time is it?",
+    "Set a timer for ten seconds.",
+    "Hey companion, how much battery is left?",
+)
+
+
 @dataclass
 class DemoOptions:
     says: list[str] = field(default_factory=list)
@@ -53,6 +61,11 @@ class DemoOptions:
     loss: float = 0.0
     wait_timers: bool = True
     pause_s: float = 0.8
+    mode: str = "hands_free"  # or "wake"
+    echo_db: float | None = None  # the virtual headset's acoustic world (see firmware_sim.firmware.acoustics)
+    bystanders: list[Path] = field(default_factory=list)
+    bystander_db: float = 0.0
+    noise_snr_db: float | None = None
 
 
 @dataclass
@@ -63,6 +76,7 @@ class DemoTurn:
     timings: TurnTimings | None = None
     voice_to_voice_ms: float | None = None
     answered_early: bool = False
+    interrupted: bool = False
 
     def as_dict(self) -> dict[str, object]:
         timings = self.timings.to_dict() if self.timings is not None else {}
@@ -74,6 +88,8 @@ class DemoTurn:
             "reply": self.reply,
             "voice_to_voice_ms": self.voice_to_voice_ms,
             "answered_early": self.answered_early,
+            "addressed": True,
+            "interrupted": self.interrupted,
             "timings_ms": timings,
         }
 
@@ -84,7 +100,7 @@ def _format_turn(n: int, turn: DemoTurn) -> str:
         f"turn {n}",
         f"  you said : {turn.said}",
         f"  heard    : {turn.transcript}",
-        f"  reply    : {turn.reply}",
+        f"  reply    : {turn.reply}" + (" [interrupted]" if turn.interrupted else ""),
     ]
     if t is not None:
 
@@ -110,7 +126,8 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
     engines = await Engines.load(config, progress)
     try:
         scripted: list[tuple[str, np.ndarray]] = []
-        for text in options.says or ([] if options.utterances else list(DEFAULT_TURNS)):
+        defaults = DEFAULT_WAKE_TURNS if options.mode == "wake" else DEFAULT_TURNS
+        for text in options.says or ([] if options.utterances else list(defaults)):
             scripted.append((text, await synthesize(engines.tts, text)))
         for path in options.utterances:
             scripted.append((path.name, await asyncio.to_thread(load_wav, path)))
@@ -118,7 +135,16 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
         record_path = options.record or Path(tempfile.mkstemp(prefix="companion-demo-", suffix=".wav")[1])
         radio = RadioConfig(loss=options.loss) if options.loss else RadioConfig()
         async with SimWorld() as world:
-            headset = world.add_headset(HeadsetConfig(name="Companion Demo"), radio)
+            headset = world.add_headset(
+                HeadsetConfig(
+                    name="Companion Demo",
+                    echo_db=options.echo_db,
+                    bystanders=tuple(str(p) for p in options.bystanders),
+                    bystander_db=options.bystander_db,
+                    noise_snr_db=options.noise_snr_db,
+                ),
+                radio,
+            )
             link_options = BleLinkOptions(mic_codec=codec_by_name(options.codec) if options.codec else None)
             hub = EventHub()
             events = hub.subscriber()
@@ -133,6 +159,7 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
                     config=config,
                     hub=hub,
                     earcons_enabled=options.earcons,
+                    mode=options.mode,
                 )
                 session_task = asyncio.create_task(session.run(), name="demo-session")
                 recording = headset.start_recording(record_path)
@@ -144,7 +171,9 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
                         turns.append(turn)
                         await headset.mic.say(pcm)
                         try:
-                            await _collect_turn(events, turn, session_task, turn_limit_s(config))
+                            await _collect_turn(
+                                events, turn, session_task, turn_limit_s(config), options.as_json
+                            )
                         except TimeoutError:
                             log.warning("turn %d: no reply within %.0f s", n, turn_limit_s(config))
                             print(f"turn {n}: no reply within {turn_limit_s(config):.0f} s", flush=True)
@@ -177,9 +206,14 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
 
 
 async def _collect_turn(
-    events: asyncio.Queue, turn: DemoTurn, session_task: asyncio.Task, limit_s: float
+    events: asyncio.Queue,
+    turn: DemoTurn,
+    session_task: asyncio.Task,
+    limit_s: float,
+    as_json: bool = False,
 ) -> None:
-    """Wait for this turn's transcript, reply and timings (the timings event closes a turn)."""
+    """Wait for this turn's transcript, reply and timings (the timings event closes a turn); speech heard
+    meanwhile that was not addressed to the assistant (wake mode) is reported as it comes."""
     async with asyncio.timeout(limit_s):
         while True:
             get = asyncio.ensure_future(events.get())
@@ -197,9 +231,19 @@ async def _collect_turn(
                 turn.transcript = event.text
             elif isinstance(event, ReplyEvent):
                 turn.reply = event.text
+                turn.interrupted = event.interrupted
+            elif isinstance(event, Unaddressed):
+                _print_unaddressed(event, as_json)
             elif isinstance(event, TurnTimings):
                 turn.timings = event
                 return
+
+
+def _print_unaddressed(event: Unaddressed, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"addressed": False, "audio_s": event.audio_s}), flush=True)
+    else:
+        print(f"(heard {event.audio_s:.1f} s of speech not addressed to the assistant: ignored)", flush=True)
 
 
 async def _wait_for_timers(session: Session, events: asyncio.Queue, as_json: bool) -> None:

@@ -38,6 +38,14 @@ class TranscriptEvent(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Unaddressed(Event):
+    """Speech heard but not addressed to the assistant (wake mode): only its length, never its words."""
+
+    audio_s: float = 0.0
+    type: ClassVar[str] = "unaddressed"
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyEvent(Event):
     text: str
     intent: str = ""  # the skill that answered, or "llm"

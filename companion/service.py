@@ -137,6 +137,12 @@ class Service:
                     self.devices[key].carry = dev.carry
             await asyncio.sleep(RESCAN_S)
 
+    def _mode(self) -> str:
+        """How sessions listen: the configured mode, else the wake phrase (and taps) on real headsets and
+        hands-free on simulated ones."""
+        mode = self.config.session.mode
+        return mode or ("hands_free" if self.sim else "wake")
+
     async def _run_device(self, found: FoundHeadset) -> None:
         dev = self.devices[found.address.upper()]
         assert self.engines is not None
@@ -144,7 +150,7 @@ class Service:
         options = BleLinkOptions(
             mic_codec=codec_by_name(link_cfg.mic_codec) if link_cfg.mic_codec else None,
             speaker_codec=codec_by_name(link_cfg.speaker_codec) if link_cfg.speaker_codec else None,
-            hands_free=self.config.session.mode == "hands_free",
+            hands_free=self._mode() in ("hands_free", "wake"),
             reconnect_backoff_max_s=link_cfg.reconnect_backoff_max_s,
         )
         speaker = None
@@ -175,6 +181,7 @@ class Service:
                     config=self.config,
                     hub=self.hub,
                     speaker=speaker,
+                    mode=self._mode(),
                 )
                 dev.carry.restore(session)
                 dev.session = session

@@ -28,6 +28,7 @@ import numpy as np
 
 from companion.announcements import Announcement, Announcements, Outcome
 from companion.audio import earcons
+from companion.audio.aec import EchoCanceller
 from companion.audio.silence import trim_leading_silence
 from companion.config import Config
 from companion.events import (
@@ -40,6 +41,7 @@ from companion.events import (
     StateChanged,
     TranscriptEvent,
     TurnTimings,
+    Unaddressed,
 )
 from companion.gestures import Act, omi_gesture
 from companion.link.base import (
@@ -51,6 +53,7 @@ from companion.link.base import (
     HeadsetLink,
     LinkError,
     LinkErrorEvent,
+    PlaybackReport,
     PlaybackStatus,
 )
 from companion.llm.base import LLMTimeout
@@ -63,6 +66,7 @@ from companion.remote.errors import SpeechServiceUnavailable
 from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
 from companion.thinking import with_thinking_cue
 from companion.tts.chunker import SentenceChunker
+from companion.wake import Addressing
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +176,7 @@ class Session:
         hub: EventHub | None = None,
         earcons_enabled: bool | None = None,
         speaker: HeadsetLink | None = None,
+        mode: str | None = None,
     ) -> None:
         self.link = link
         # Where replies play: the headset itself, or (omi pendants have no speaker) a local sound device.
@@ -183,7 +188,10 @@ class Session:
         self.tts = tts
         self.volume = self.config.session.volume
         self.earcons = self.config.session.earcons if earcons_enabled is None else earcons_enabled
-        self.mode = self.config.session.mode
+        self.mode = mode or self.config.session.mode or "hands_free"
+        sc = self.config.session
+        self.addressing = Addressing(sc.wake_phrase, sc.follow_up_s)
+        self._t_speech_start = 0.0
         self.conversation = Conversation(self.config.llm.system_prompt, self.config.llm.history_turns)
         self.skills_context = _SessionSkills(self)
         self.skills = SkillsResponder(self.skills_context)
@@ -201,7 +209,8 @@ class Session:
         self._played_started = asyncio.Event()
         self._t_played: float | None = None
         self._clock: tuple[float, float] = (0.0, time.monotonic())  # (stream time, monotonic) of latest frame
-        self._listening = self.mode == "hands_free"
+        self._listening = self.mode in ("hands_free", "wake")
+        self._aec = self._make_echo_canceller()
         self._mute_mic_until = 0.0
         self._stt_fallback_at = -STT_FALLBACK_EVERY_S
         self.announcements = Announcements(self._play_announcement, lambda: self.speaker.connected)
@@ -276,7 +285,24 @@ class Session:
         async for chunk in self.link.audio():
             t_end = chunk.t_stream + len(chunk.pcm) / SAMPLE_RATE
             self._clock = (t_end, chunk.t_arrival)
-            self._detector.feed(silence if self._mic_muted() else chunk.pcm, chunk.t_stream)
+            pcm = chunk.pcm
+            if self._aec is not None and self._host_cancels_echo():
+                pcm = self._aec.process(pcm, chunk.t_stream)
+            self._detector.feed(silence if self._mic_muted() else pcm, chunk.t_stream)
+
+    def _make_echo_canceller(self) -> EchoCanceller | None:
+        """Host echo cancellation when replies play on the headset itself (decided per frame, since the
+        headset's capabilities are known only once it is connected)."""
+        if self.config.session.echo_cancel == "off" or self.speaker is not self.link:
+            return None
+        return EchoCanceller(noise_suppression=self.config.session.noise_suppression)
+
+    def _host_cancels_echo(self) -> bool:
+        return self._aec is not None and self.link.info.has_speaker and not self.link.info.has_aec
+
+    def _echo_handled(self) -> bool:
+        """Whether the mic may stay open while a reply plays: no echo, or someone cancels it."""
+        return self.speaker is not self.link or self.link.info.has_aec or self._host_cancels_echo()
 
     def _mic_muted(self) -> bool:
         """Whether the mic must be ignored now: not listening, or our own reply would echo into it."""
@@ -285,8 +311,13 @@ class Session:
         if self.state is DeviceState.SPEAKING or time.monotonic() < self._mute_mic_until:
             if self.speaker is not self.link:
                 return False  # replies play elsewhere: no echo in the headset's mic
-            return not (self.link.info.has_aec and self.config.session.voice_barge_in)
+            return not (self._echo_handled() and self.config.session.voice_barge_in)
         return False
+
+    def stream_time(self, wall: float) -> float:
+        """The stream time the mic had reached at monotonic time ``wall`` (inverse of :meth:`wall_time`)."""
+        t_latest, wall_latest = self._clock
+        return t_latest - (wall_latest - wall)
 
     def wall_time(self, t_stream: float) -> float:
         """Monotonic time at which the stream reached ``t_stream`` (via the latest frame's arrival)."""
@@ -300,7 +331,7 @@ class Session:
             try:
                 async for event in self._detector:
                     if isinstance(event, SpeechStarted):
-                        await self._on_speech_started()
+                        await self._on_speech_started(event)
                     elif isinstance(event, Hypothesis):
                         await self._speculate(event.text)
                     elif isinstance(event, Turn):
@@ -328,13 +359,16 @@ class Session:
         else:
             self._set_state(DeviceState.IDLE)
 
-    async def _on_speech_started(self) -> None:
+    async def _on_speech_started(self, event: SpeechStarted) -> None:
+        self._t_speech_start = self.wall_time(event.t)
         if self.state in (DeviceState.SPEAKING, DeviceState.THINKING) and self._reply_task is not None:
-            if self.link.info.has_aec and self.config.session.voice_barge_in:
+            # In wake mode the interruption may be a bystander: it stops the reply once it is addressed.
+            if self._echo_handled() and self.config.session.voice_barge_in and self.mode != "wake":
                 await self.barge_in("voice", clear=False)
             return
         await self._drop_speculation()
-        self._set_state(DeviceState.LISTENING)
+        if self.mode != "wake" or self.addressing.in_window(self._t_speech_start):
+            self._set_state(DeviceState.LISTENING)
 
     async def _on_turn(self, turn: Turn) -> None:
         t_decided = time.monotonic()
@@ -346,6 +380,22 @@ class Session:
             await self._drop_speculation()
             self._set_state(DeviceState.IDLE)
             return
+        if self.mode == "wake":
+            addressed = self.addressing.check(text, self._t_speech_start)
+            if addressed is None:  # not for us: no text leaves this method, only a count
+                await self._drop_speculation()
+                self.hub.publish(Unaddressed(self.device, round(len(turn.audio) / SAMPLE_RATE, 2)))
+                if self._reply_task is None or self._reply_task.done():
+                    self._set_state(DeviceState.IDLE)
+                return
+            text = addressed.text
+            if self._reply_task is not None and not self._reply_task.done():
+                await self.barge_in("addressed speech")
+            if not text:  # the phrase alone: the request follows
+                await self._drop_speculation()
+                self.addressing.open_window()
+                self._set_state(DeviceState.LISTENING)
+                return
         self.turns += 1
         marks = _Milestones(end_of_speech=self.wall_time(turn.t_end_of_speech), end_of_turn=t_decided)
         marks.stt_ms = turn.stt_ms
@@ -365,6 +415,12 @@ class Session:
     async def _speculate(self, text: str) -> None:
         """Prepare the reply to a transcript that may still be extended."""
         text = text.strip()
+        if self.mode == "wake":  # nothing is prepared (no LLM request) for speech not addressed to us
+            request = self.addressing.peek(text, self._t_speech_start)
+            if request is None and text and self._detector is not None:
+                self._detector.end_turn()  # no need to wait for the rest of someone else's sentence
+                return
+            text = request or ""
         if not text or (self._reply_task is not None and not self._reply_task.done()):
             return
         if self._prepared is not None and self._prepared.user_text == text:
@@ -418,6 +474,7 @@ class Session:
                 self.conversation.truncate_assistant(spoken.heard(time.monotonic()))
             else:
                 self._set_state(DeviceState.IDLE)
+                self.addressing.open_window()  # a follow-up needs no wake phrase
             if reply:
                 log.info("%s replied: %s", self.device, reply)
                 self.hub.publish(ReplyEvent(self.device, reply, source, interrupted))
@@ -495,7 +552,7 @@ class Session:
 
         self._drained.clear()
         self._played_started.clear()
-        report = await self.speaker.play(tracked())
+        report = await self._send(tracked())
         marks.first_audio_sent = report.t_first_sent
         if t_reply is not None and report.t_first_sent is not None:
             marks.first_audio_sent = max(report.t_first_sent, t_reply) if t_reply < math.inf else None
@@ -513,6 +570,24 @@ class Session:
         except TimeoutError:
             log.debug("%s: no playback report from the headset", self.device)
         self._mute_mic_until = time.monotonic() + 0.15  # the echo's tail
+
+    async def _send(self, audio: AsyncGenerator[np.ndarray, None]) -> PlaybackReport:
+        """Play audio on the speaker; what is sent is also the echo canceller's reference."""
+        aec = self._aec
+        if aec is None:
+            return await self.speaker.play(audio)
+
+        async def teed() -> AsyncGenerator[np.ndarray, None]:
+            async with contextlib.aclosing(audio) as chunks:
+                async for chunk in chunks:
+                    aec.sent(chunk)
+                    yield chunk
+
+        aec.begin()
+        try:
+            return await self.speaker.play(teed())
+        finally:
+            aec.end()
 
     async def _cancel_reply(self) -> None:
         task, self._reply_task = self._reply_task, None
@@ -535,9 +610,11 @@ class Session:
         if self._reply_task is None or self._reply_task.done():
             return
         log.info("%s: barge-in (%s)", self.device, why)
-        await self._cancel_reply()
+        task = self._reply_task
+        task.cancel()  # it sends nothing more: its next await raises
         with contextlib.suppress(LinkError, OSError, asyncio.TimeoutError):
-            await self.speaker.abort()
+            await self.speaker.abort()  # flush the headset first; the reply's cleanup can take longer
+        await self._cancel_reply()
         self._set_state(DeviceState.LISTENING if self._listening else DeviceState.IDLE)
 
     async def say(self, text: str, intent: str = "say") -> None:
@@ -610,6 +687,8 @@ class Session:
                     self._played_started.set()
                 elif event.event in (PlaybackEvent.DRAINED, PlaybackEvent.ABORTED):
                     self._drained.set()
+                if self._aec is not None and link is self.link:
+                    self._playout_to_aec(event)
             elif isinstance(event, BatteryEvent):
                 self.hub.publish(BatteryChanged(self.device, event.percent))
             elif isinstance(event, ConnectionEvent):
@@ -636,6 +715,19 @@ class Session:
         with contextlib.suppress(LinkError):  # gone again already: the next return restores it
             await self.link.set_volume(self.volume)
 
+    def _playout_to_aec(self, event: PlaybackStatus) -> None:
+        """Place the reference on the mic's clock: the event left the headset in the tick that played
+        (or flushed) the sample, with the mic frame of that tick, which ends at the stream time reached
+        when the event arrived."""
+        assert self._aec is not None
+        t = self.stream_time(event.t) - FRAME_SAMPLES / SAMPLE_RATE
+        if event.event is PlaybackEvent.STARTED:
+            self._aec.played(t)
+        elif event.event is PlaybackEvent.DRAINED:
+            self._aec.drained(t)
+        elif event.event is PlaybackEvent.ABORTED:
+            self._aec.stopped(t)
+
     async def _on_button(self, button: Button) -> None:
         busy = self._reply_task is not None and not self._reply_task.done()
         if self.link.info.profile is Profile.OMI:
@@ -645,7 +737,7 @@ class Session:
             await self.barge_in(f"button {button.name.lower()}")
             if self.mode != "tap_to_talk" or button is not Button.TAP:
                 return
-        if self.mode == "tap_to_talk" and button is Button.TAP:
+        if self.mode in ("tap_to_talk", "wake") and button is Button.TAP:
             await self.start_listening()
         elif self.mode == "push_to_talk" and button is Button.PRESS:
             await self.start_listening()
@@ -670,16 +762,18 @@ class Session:
                 await self.stop_listening()
 
     async def start_listening(self) -> None:
-        """Open the mic for one turn (tap-to-talk, push-to-talk, the `listen` command)."""
+        """Open the mic for one turn (tap-to-talk, push-to-talk, the `listen` command; in wake mode the
+        next utterance needs no phrase)."""
         self._listening = True
+        self.addressing.open_window()
         self._set_state(DeviceState.LISTENING)
         await self._listen(True)
         if self.earcons:
             with contextlib.suppress(LinkError):
-                await self.speaker.play(_once(earcons.listening_start()))
+                await self._send(_once(earcons.listening_start()))
 
     async def stop_listening(self) -> None:
-        if self.mode != "hands_free":
+        if self.mode not in ("hands_free", "wake"):
             self._listening = False
             await self._listen(False)
             self._set_state(DeviceState.IDLE)

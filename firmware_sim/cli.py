@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -60,6 +61,59 @@ def _codec(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def add_acoustics_arguments(g: argparse._ActionsContainer) -> None:
+    """The open-ear world around the headset (shared with ``companion demo``)."""
+    g.add_argument(
+        "--echo-db",
+        type=float,
+        metavar="DB",
+        help="the headset's own speaker in its mic, at DB relative to the playback (e.g. -6: an echo return "
+        "loss of 6 dB, a loud open-ear leak), through a 4 ms delay and a short synthetic impulse "
+        "response (off by default)",
+    )
+    g.add_argument(
+        "--bystander",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="WAV",
+        help="another person talking near the wearer (repeatable): the files play in a loop with 1-4 s "
+        "gaps, between and over the wearer's turns",
+    )
+    g.add_argument(
+        "--bystander-db",
+        type=float,
+        default=0.0,
+        metavar="DB",
+        help="bystander speech level relative to the wearer's (default 0)",
+    )
+    g.add_argument(
+        "--noise-snr",
+        type=float,
+        metavar="DB",
+        help="background noise (Gaussian) this many dB below the wearer's speech level (off by default)",
+    )
+
+
+class AcousticsFields(TypedDict):
+    """The HeadsetConfig fields the acoustics flags set."""
+
+    echo_db: float | None
+    bystanders: tuple[str, ...]
+    bystander_db: float
+    noise_snr_db: float | None
+
+
+def acoustics_config(args: argparse.Namespace) -> AcousticsFields:
+    """HeadsetConfig fields for the acoustics flags."""
+    return {
+        "echo_db": args.echo_db,
+        "bystanders": tuple(str(p) for p in args.bystander),
+        "bystander_db": args.bystander_db,
+        "noise_snr_db": args.noise_snr,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RMS",
         help="mic self-noise, RMS in int16 units (default 0: digital silence between words)",
     )
+    add_acoustics_arguments(g)
     g.add_argument(
         "--battery", type=float, default=100.0, metavar="PCT", help="battery at start (default 100)"
     )
@@ -234,6 +289,7 @@ def configs(args: argparse.Namespace) -> list[tuple[HeadsetConfig, RadioConfig]]
             has_aec=args.aec,
             echo_gain=args.echo_gain,
             mic_noise_rms=args.noise,
+            **acoustics_config(args),
             battery_percent=args.battery,
             has_storage=args.storage,
             variant=args.variant,
@@ -339,6 +395,8 @@ async def serve(args: argparse.Namespace) -> int:
                     rec = hs.stop_recording()
                     if rec is not None and rec.path is not None:
                         log.info("%s: recording written to %s (%.1f s)", hs.name, rec.path, rec.seconds)
+                        if rec.acoustics is not None:
+                            log.info("%s: ground truth in %s", hs.name, rec.sidecar(".json"))
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, SupportsInt
 
 from companion.protocol import CodecId, Profile, codec_spec
@@ -143,6 +144,14 @@ class HeadsetConfig:
     serial: str | None = None
     requests_mtu: bool | None = None  # the device asks for the MTU exchange itself (omi: 1.3 s after connect)
     echo_gain: float = 0.0
+    echo_db: float | None = None
+    echo_delay_ms: float = 4.0
+    echo_rt60_ms: float = 150.0
+    bystanders: tuple[str, ...] = ()
+    bystander_db: float = 0.0
+    bystander_gap_s: tuple[float, float] = (1.0, 4.0)
+    bystander_loop: bool = True  # False: each bystander clip plays once
+    noise_snr_db: float | None = None
     mic_noise_rms: float = 0.0
     min_stream_mtu: int | None = None
     seed: int | None = None
@@ -233,6 +242,20 @@ class HeadsetConfig:
             set_(self, "requests_mtu", omi)
         _check_range("echo_gain", self.echo_gain, 0.0, 4.0)
         _check_range("mic_noise_rms", self.mic_noise_rms, 0.0, 10000.0)
+        if self.echo_db is not None:
+            _check_range("echo_db", self.echo_db, -100.0, 20.0)
+        _check_range("echo_delay_ms", self.echo_delay_ms, 0.0, 500.0)
+        _check_range("echo_rt60_ms", self.echo_rt60_ms, 1.0, 2000.0)
+        set_(self, "bystanders", tuple(str(b) for b in self.bystanders))
+        for b in self.bystanders:
+            if not Path(b).is_file():
+                raise ConfigError(f"bystanders: WAV file {b!r} not found")
+        _check_range("bystander_db", self.bystander_db, -60.0, 30.0)
+        lo, hi = self.bystander_gap_s
+        _check_range("bystander_gap_s", lo, 0.0, 600.0)
+        _check_range("bystander_gap_s", hi, lo, 600.0)
+        if self.noise_snr_db is not None:
+            _check_range("noise_snr_db", self.noise_snr_db, -20.0, 100.0)
         min_stream_mtu = self.min_stream_mtu
         if min_stream_mtu is None:
             min_stream_mtu = MIN_STREAM_MTU if omi else MIN_MTU

@@ -206,7 +206,8 @@ class VirtualHeadset:
     def start_recording(self, path: str | Path | None = None) -> Recording:
         """Record the conversation from the next tick (stereo WAV at ``path``; in memory either way)."""
         self.stop_recording()
-        self._recording = Recording(path, self.clock())
+        acoustics = self.firmware.acoustics
+        self._recording = Recording(path, self.clock(), acoustics if acoustics.active else None)
         return self._recording
 
     def stop_recording(self) -> Recording | None:
@@ -227,7 +228,7 @@ class VirtualHeadset:
         if self._recording is not None:
             if self._recording.seconds == 0:
                 self._recording.t0 = self.clock()
-            self._recording.write(voice, played)
+            self._recording.write(voice, played, self.firmware.last_parts)
 
     def advertisement(self) -> Advertisement | None:
         if not self.radio.advertising:

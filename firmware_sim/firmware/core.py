@@ -61,10 +61,12 @@ from ..config import SAMPLE_RATE, TICK_SAMPLES, HeadsetConfig, OpusSettings
 from ..faults import ReadFaults
 from ..gatt import AttError, Characteristic, build_table
 from ..radio import Link
+from .acoustics import Acoustics, MicParts, load_bystanders
 from .mic import Mic
 from .omi import KEYS as OMI_KEYS
 from .omi import OmiFirmware
 from .speaker import Speaker
+from .voice import load_wav
 
 log = logging.getLogger("firmware_sim.firmware")
 
@@ -171,6 +173,8 @@ class Firmware:
         self.table = build_table(config)
         self.clock = clock
         self.mic = Mic(config.name or "headset")
+        self.acoustics = Acoustics(config, load_bystanders(config.bystanders, load_wav))
+        self.last_parts: MicParts | None = None
         self.speaker = (
             Speaker(config, clock, self._playback_event, self._speaker_error) if config.has_speaker else None
         )
@@ -519,8 +523,10 @@ class Firmware:
             event, self.streaming_changed = self.streaming_changed, asyncio.Event()
             event.set()
         store = self.storage is not None and self.link is None
+        # The world goes on whether or not the mic streams (echo tails, bystanders keep their schedule).
+        mic = self._mic_signal(voice, played) if self.acoustics.active else voice
         if streaming or store:
-            frames = self._encode(self._mic_signal(voice, played))
+            frames = self._encode(mic)
             if streaming:
                 self._send(frames)
             elif self.storage is not None:
@@ -531,15 +537,9 @@ class Firmware:
         return voice, played
 
     def _mic_signal(self, voice: np.ndarray, played: np.ndarray) -> np.ndarray:
-        cfg = self.config
-        if not cfg.mic_noise_rms and not (cfg.echo_gain and not cfg.has_aec):
-            return voice
-        sig = voice.astype(np.float32)
-        if cfg.mic_noise_rms:
-            sig += self._rng.normal(0.0, cfg.mic_noise_rms, len(sig)).astype(np.float32)
-        if cfg.echo_gain and not cfg.has_aec:
-            sig += cfg.echo_gain * played.astype(np.float32)
-        return np.clip(np.round(sig), -32768, 32767).astype(np.int16)
+        """Voice + echo + bystanders + noise (see :mod:`.acoustics`); the parts go to the recording."""
+        mic, self.last_parts = self.acoustics.mix(voice, played, self.clock(), self.mic.block_label)
+        return mic
 
     def _encode(self, pcm: np.ndarray) -> list[bytes]:
         if self._encoder is None or self._encoder.codec != self.mic_codec:

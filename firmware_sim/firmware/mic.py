@@ -31,6 +31,7 @@ class Mic:
         self.utterances = 0
         self.spoken_samples = 0
         self.current: str | None = None  # label of the utterance being spoken
+        self.block_label: str | None = None  # label of the utterance heard in the latest block
 
     @property
     def speaking(self) -> bool:
@@ -76,6 +77,7 @@ class Mic:
         """The voice samples of the tick starting at headset time ``t_start`` (zeros when silent)."""
         out = np.zeros(TICK_SAMPLES, dtype=np.int16)
         filled = 0
+        self.block_label = self._queue[0][2] if self._queue else None
         while filled < TICK_SAMPLES and self._queue:
             pcm, fut, label = self._queue[0]
             self.current = label

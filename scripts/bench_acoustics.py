@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""Open-ear acoustics: self-interruption and ERLE under echo, voice barge-in, and wake mode with bystanders.
+
+Everything runs through a virtual open-ear headset (no on-board AEC) whose mic hears its own speaker
+(firmware_sim's echo path), over the simulated BLE link, into the real session (tiny.en, skills, piper).
+
+- ``echo``: hands-free, echo at each --echo-levels dB, --replies replies each (questions with short and
+  long answers). Self-interruptions = replies cut by the service's own voice barge-in, plus turns made of
+  echo (more transcripts than questions). ERLE = mic energy in / out of the host canceller over the frames
+  where only the reply's echo reached the mic (the session speaking, the wearer silent).
+- ``bargein``: echo at -6 dB; a long reply plays; 0.4-1.4 s into it the wearer speaks a real recording
+  (tests/data/speech, the shorter files). Stop latency = the headset's ABORTED time - the first voiced
+  sample of the interruption, on the headset clock. WER of the interrupting speech (double talk at its
+  start) against the manifest, next to the same files transcribed clean.
+- ``wake``: wake mode, echo at -12 dB; bystanders (every file of tests/data/speech, looped, 2-6 s gaps)
+  at each --bystander-levels dB relative to the wearer; the wearer says --addressed requests that start
+  with "hey companion" (three requests with distinct skills, so a reply tells whose speech it answered).
+  Replies to bystanders = replies whose intent is none of the wearer's requests (or more replies of an
+  intent than requests); false wake-ups = phrase detections beyond the wearer's; misses = requests not
+  answered.
+
+    .venv/bin/python scripts/bench_acoustics.py [--part echo|bargein|wake|all] [--replies 30]
+        [--trials 30] [--addressed 20] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from companion.config import load_config
+from companion.engines import Engines
+from companion.events import EventHub, ReplyEvent, StateChanged, TranscriptEvent, TurnTimings, Unaddressed
+from companion.link.sim import sim_link
+from companion.protocol import DeviceState, PlaybackEvent
+from companion.session import Session
+from companion.stt.text import word_errors
+from companion.tts.base import synthesize
+from tests.fixtures.speech import load_manifest
+
+ECHO_QUESTIONS = (
+    "What can you do?",
+    "What is the date today?",
+    "What time is it?",
+    "How much battery is left?",
+)
+WAKE_REQUESTS = {
+    "Hey companion, what time is it?": "time",
+    "Hey companion, what is the date today?": "date",
+    "Hey companion, how much battery is left?": "battery",
+}
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(np.array(values, dtype=float), q)) if values else None
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Rig:
+    """A virtual open-ear headset, its link and a session; the session's events in a queue."""
+
+    def __init__(self, world, engines, config, mode: str = "hands_free", **headset) -> None:
+        from firmware_sim import HeadsetConfig
+
+        self.engines, self.config, self.mode = engines, config, mode
+        self.headset = world.add_headset(HeadsetConfig(name=f"Bench {id(self) % 1000}", seed=7, **headset))
+        self.hub = EventHub()
+        self.events = self.hub.subscriber()
+        self.frames: list[tuple[float, float, bool]] = []  # (energy in, energy out, echo only)
+
+    async def __aenter__(self) -> Rig:
+        self._link_cm = sim_link(self.headset.address)
+        self.link = await self._link_cm.__aenter__()
+        e = self.engines
+        self.session = Session(
+            self.link, stt=e.stt, tts=e.tts, llm=e.llm, config=self.config, hub=self.hub,
+            earcons_enabled=False, mode=self.mode,
+        )  # fmt: skip
+        aec = self.session._aec
+        if aec is not None:  # measure the canceller where only echo reaches the mic
+            process = aec.process
+
+            def measured(pcm: np.ndarray, t: float) -> np.ndarray:
+                out = process(pcm, t)
+                if aec.active(t):
+                    x, y = pcm.astype(np.float64), out.astype(np.float64)
+                    echo_only = self.session.state is DeviceState.SPEAKING and not self.headset.mic.speaking
+                    self.frames.append((float(np.dot(x, x)), float(np.dot(y, y)), echo_only))
+                return out
+
+            aec.process = measured  # type: ignore[method-assign]
+        barge_in = self.session.barge_in
+        self.t_barge = 0.0
+
+        async def timed_barge_in(why: str) -> None:
+            self.t_barge = self.headset.clock()
+            await barge_in(why)
+
+        self.session.barge_in = timed_barge_in  # type: ignore[method-assign]
+        self.task = asyncio.create_task(self.session.run())
+        self.recording = self.headset.start_recording()
+        await asyncio.sleep(0.5)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.headset.stop_recording()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self._link_cm.__aexit__(None, None, None)
+
+    async def next(self, kind, timeout: float = 60.0, where=lambda e: True):
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.events.get()
+                if isinstance(event, kind) and where(event):
+                    return event
+
+    def erle(self) -> dict[str, float | None]:
+        sel = [(a, b) for a, b, only in self.frames if only and a > 0]
+        if not sel:
+            return {"erle_db": None, "residual_dbfs": None, "frames": 0}
+        e_in = sum(a for a, _ in sel)
+        e_out = sum(b for _, b in sel)
+        n = len(sel) * 320
+        return {
+            "erle_db": round(10 * np.log10(e_in / max(e_out, 1e-9)), 1),
+            "echo_dbfs": round(10 * np.log10(e_in / n / 32768**2), 1),
+            "residual_dbfs": round(10 * np.log10(max(e_out, 1e-9) / n / 32768**2), 1),
+            "frames": len(sel),
+        }
+
+
+async def bench_echo(engines, config, levels: list[float], replies: int) -> list[dict]:
+    from firmware_sim import SimWorld
+
+    voices = {q: await synthesize(engines.tts, q) for q in ECHO_QUESTIONS}
+    out = []
+    for level in levels:
+        async with SimWorld() as world, Rig(world, engines, config, echo_db=level) as rig:
+            cut = transcripts = 0
+            for i in range(replies):
+                q = ECHO_QUESTIONS[i % len(ECHO_QUESTIONS)]
+                await rig.headset.mic.say(voices[q])
+                while True:
+                    ev = await rig.next((TranscriptEvent, ReplyEvent, TurnTimings))
+                    if isinstance(ev, TranscriptEvent):
+                        transcripts += 1
+                    elif isinstance(ev, ReplyEvent):
+                        cut += ev.interrupted
+                    else:
+                        break
+                await asyncio.sleep(1.2)  # the reply's echo tail dies out before the next question
+            await asyncio.sleep(1.0)
+            while not rig.events.empty():
+                ev = rig.events.get_nowait()
+                transcripts += isinstance(ev, TranscriptEvent)
+            row = {
+                "echo_db": level,
+                "replies": replies,
+                "self_interruptions": cut + max(0, transcripts - replies),
+                "replies_cut": cut,
+                "turns_from_echo": max(0, transcripts - replies),
+                **rig.erle(),
+            }
+        log(f"echo {level:+.0f} dB: {row}")
+        out.append(row)
+    return out
+
+
+def first_voiced(pcm: np.ndarray, below_peak_db: float = 30.0) -> int:
+    """The first sample of the first 10 ms block within ``below_peak_db`` of the loudest block: where
+    the speech (or the breath before it) starts, whatever the recording's level and noise floor."""
+    frames = pcm[: len(pcm) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (-below_peak_db / 20))
+    return int(loud[0]) * 160 if len(loud) else 0
+
+
+async def bench_bargein(engines, config, trials: int, echo_db: float = -6.0) -> dict:
+    from firmware_sim import SimWorld
+
+    speech = [u for u in load_manifest() if u.seconds <= 6.0]
+    rng = random.Random(3)
+    long_q = await synthesize(engines.tts, "What can you do?")
+    latencies: list[float] = []
+    errors = words = clean_errors = 0
+    stopped = 0
+    rows = []
+    async with SimWorld() as world, Rig(world, engines, config, echo_db=echo_db) as rig:
+        for i in range(trials):
+            utt = speech[i % len(speech)]
+            pcm = utt.pcm()
+            await rig.headset.mic.say(long_q)
+            await rig.next(StateChanged, where=lambda e: e.state == "speaking")
+            await asyncio.sleep(rng.uniform(0.4, 1.4))
+            n_events = len(rig.headset.speaker.events)
+            t0 = rig.headset.clock()
+            saying = asyncio.create_task(rig.headset.mic.say(pcm))
+            rig.t_barge = 0.0
+            first = await rig.next(ReplyEvent)
+            t_barge = rig.t_barge
+            transcript = await rig.next(TranscriptEvent)
+            end = await saying
+            await rig.next(StateChanged, where=lambda e: e.state in ("speaking", "idle"))
+            await rig.session.barge_in("bench: next trial")  # the answer to the interruption is not measured
+            t_start = end - len(pcm) / 16000
+            onset = t_start + first_voiced(pcm) / 16000
+            aborted = [e for e in rig.headset.speaker.events[n_events:] if e.event is PlaybackEvent.ABORTED]
+            lat = (aborted[0].t - onset) * 1000 if aborted and first.interrupted else None
+            if aborted:
+                log(
+                    f"  onset {onset:.3f} (say {t_start:.3f} + {first_voiced(pcm) / 16000:.3f}), "
+                    f"barge-in {t_barge:.3f}, aborted {aborted[0].t:.3f} (headset clock)"
+                )
+            if lat is not None:
+                stopped += 1
+                latencies.append(lat)
+            e, n = word_errors(utt.transcript, transcript.text)
+            clean = await engines.stt.atranscribe(pcm)
+            ce, _ = word_errors(utt.transcript, clean.text)
+            errors, words, clean_errors = errors + e, words + n, clean_errors + ce
+            rows.append(
+                {"file": utt.path.name, "stop_ms": lat, "heard": transcript.text, "errors": e, "words": n}
+            )
+            log(
+                f"barge-in {i + 1}/{trials} {utt.path.name}: stop {lat} ms, "
+                f"errors {e}/{n} (clean {ce}), said at {t0:.2f}"
+            )
+            while rig.session.state in (DeviceState.SPEAKING, DeviceState.THINKING):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)
+    within = sum(1 for v in latencies if v <= 300)
+    return {
+        "echo_db": echo_db,
+        "trials": trials,
+        "stopped": stopped,
+        "stop_ms_p50": pct(latencies, 50),
+        "stop_ms_p95": pct(latencies, 95),
+        "stop_ms_max": max(latencies) if latencies else None,
+        "within_300ms": within,
+        "within_300ms_pct": round(100 * within / trials, 1),
+        "wer_double_talk": round(100 * errors / max(words, 1), 2),
+        "wer_clean_same_files": round(100 * clean_errors / max(words, 1), 2),
+        "rows": rows,
+    }
+
+
+async def bench_wake(engines, config, levels: list[float], addressed: int) -> list[dict]:
+    from firmware_sim import SimWorld
+
+    bystanders = tuple(str(u.path) for u in load_manifest())
+    requests = list(WAKE_REQUESTS)
+    voices = {q: await synthesize(engines.tts, q) for q in requests}
+    rng = random.Random(5)
+    out = []
+    for level in levels:
+        async with (
+            SimWorld() as world,
+            Rig(
+                world, engines, config, mode="wake", echo_db=-12.0, bystanders=bystanders,
+                bystander_db=level, bystander_gap_s=(2.0, 6.0),
+            ) as rig,
+        ):  # fmt: skip
+            asked: dict[str, int] = {}
+            replies: dict[str, int] = {}
+            other_replies = 0
+            unaddressed_s = 0.0
+            t_begin = rig.headset.clock()
+            for i in range(addressed):
+                q = requests[i % len(requests)]
+                asked[WAKE_REQUESTS[q]] = asked.get(WAKE_REQUESTS[q], 0) + 1
+                await asyncio.sleep(rng.uniform(3.0, 6.0))
+                await rig.headset.mic.say(voices[q])
+                await asyncio.sleep(4.0)  # the reply (if any) plays
+                while not rig.events.empty():
+                    ev = rig.events.get_nowait()
+                    if isinstance(ev, ReplyEvent):
+                        if ev.intent in asked:
+                            replies[ev.intent] = replies.get(ev.intent, 0) + 1
+                        else:
+                            other_replies += 1
+                    elif isinstance(ev, Unaddressed):
+                        unaddressed_s += ev.audio_s
+            await asyncio.sleep(3.0)
+            while not rig.events.empty():
+                ev = rig.events.get_nowait()
+                if isinstance(ev, ReplyEvent):
+                    if ev.intent in asked:
+                        replies[ev.intent] = replies.get(ev.intent, 0) + 1
+                    else:
+                        other_replies += 1
+                elif isinstance(ev, Unaddressed):
+                    unaddressed_s += ev.audio_s
+            counters = rig.session.addressing.counters
+            truth = rig.recording.truth() if rig.recording is not None else {}
+            bystander_s = sum(
+                (s["end"] or 0) - s["start"]
+                for s in truth.get("segments", [])  # type: ignore[union-attr]
+                if s["source"] == "bystander" and s["end"] is not None
+            )
+            answered = sum(min(replies.get(k, 0), v) for k, v in asked.items())
+            extra = sum(max(0, replies.get(k, 0) - v) for k, v in asked.items())
+            false_wakes = max(0, counters.wake_ups - answered)
+            row = {
+                "bystander_db": level,
+                "addressed": addressed,
+                "answered": answered,
+                "misses_per_100": round(100 * (addressed - answered) / addressed, 1),
+                "replies_to_bystanders": other_replies + extra,
+                "bystander_speech_s": round(bystander_s, 1),
+                "session_s": round(rig.headset.clock() - t_begin, 1),
+                "false_wakeups": false_wakes,
+                "false_wakeups_per_hour": round(false_wakes * 3600 / max(bystander_s, 1e-9), 1),
+                "unaddressed_utterances": counters.unaddressed,
+                "unaddressed_s": round(unaddressed_s, 1),
+                "follow_ups": counters.follow_ups,
+                "counters": counters.as_dict(),
+            }
+        log(f"wake, bystanders {level:+.0f} dB: {row}")
+        out.append(row)
+    return out
+
+
+async def run(args) -> dict:
+    config = load_config()
+    config.session.echo_cancel = "auto"  # the host canceller is opt-in; this measures it
+    engines = await Engines.load(config, log)
+    result: dict[str, object] = {"machine_load": list(np.round(np.array(os_load()), 2))}
+    t0 = time.monotonic()
+    try:
+        if args.part in ("echo", "all"):
+            result["echo"] = await bench_echo(engines, config, args.echo_levels, args.replies)
+        if args.part in ("bargein", "all"):
+            result["bargein"] = await bench_bargein(engines, config, args.trials)
+        if args.part in ("wake", "all"):
+            result["wake"] = await bench_wake(engines, config, args.bystander_levels, args.addressed)
+    finally:
+        await engines.aclose()
+    result["wall_s"] = round(time.monotonic() - t0, 1)
+    result["machine_load_after"] = list(np.round(np.array(os_load()), 2))
+    return result
+
+
+def os_load() -> tuple[float, float, float]:
+    import os
+
+    return os.getloadavg()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=["echo", "bargein", "wake", "all"], default="all")
+    p.add_argument("--echo-levels", type=float, nargs="+", default=[-6.0, -12.0, -20.0])
+    p.add_argument("--replies", type=int, default=30)
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--bystander-levels", type=float, nargs="+", default=[0.0, -6.0])
+    p.add_argument("--addressed", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = p.parse_args()
+    result = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    for row in result.get("echo", []):  # type: ignore[union-attr]
+        print(
+            f"echo {row['echo_db']:+.0f} dB: {row['self_interruptions']} self-interruptions in "
+            f"{row['replies']} replies; ERLE {row['erle_db']} dB "
+            f"(echo {row.get('echo_dbfs')} -> {row['residual_dbfs']} dBFS)"
+        )
+    b = result.get("bargein")
+    if b:
+        print(
+            f"barge-in at {b['echo_db']:+.0f} dB echo: stopped {b['stopped']}/{b['trials']}, p50 "
+            f"{b['stop_ms_p50']:.0f} ms, p95 {b['stop_ms_p95']:.0f} ms, "
+            f"within 300 ms {b['within_300ms_pct']}%; "
+            f"WER double talk {b['wer_double_talk']}% (same files clean {b['wer_clean_same_files']}%)"
+        )
+    for row in result.get("wake", []):  # type: ignore[union-attr]
+        print(
+            f"wake, bystanders {row['bystander_db']:+.0f} dB: {row['replies_to_bystanders']} replies to "
+            f"bystanders, {row['false_wakeups_per_hour']} false wake-ups/h ({row['bystander_speech_s']} s "
+            f"of bystander speech), misses {row['misses_per_100']}/100"
+        )
+
+
+if __name__ == "__main__":
+    main()

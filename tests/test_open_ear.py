@@ -1,0 +1,191 @@
+"""Open-ear behaviour end to end (virtual headset with its acoustic world -> BLE link -> session, real STT,
+skills and piper): the headset hears its own replies, the host cancels that echo, the wearer can interrupt
+by voice, and in wake mode a bystander is never answered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from companion.config import Config
+from companion.events import EventHub, ReplyEvent, StateChanged, TranscriptEvent, TurnTimings, Unaddressed
+from companion.link.ble import BleHeadsetLink
+from companion.protocol import PlaybackEvent
+from companion.session import Session
+from companion.wake import Addressing
+from firmware_sim import HeadsetConfig, SimClient, SimScanner, SimWorld
+from tests.fixtures.speech import Utterance
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_backoff")]
+
+
+class OpenEarRig:
+    """A virtual open-ear headset (no on-board AEC), its link and a session, with the session's events."""
+
+    def __init__(self, world: SimWorld, stt, tts, *, mode: str = "hands_free", **headset) -> None:
+        self.world, self.stt, self.tts, self.mode = world, stt, tts, mode
+        self.headset = world.add_headset(HeadsetConfig(name="Open Ear", seed=1, **headset))
+        self.hub = EventHub()
+        self.events = self.hub.subscriber()
+        self.seen: list = []
+
+    async def __aenter__(self) -> OpenEarRig:
+        self.link = BleHeadsetLink(self.headset.address, backend=SimClient, scanner_backend=SimScanner)
+        await self.link.__aenter__()
+        self.session = Session(
+            self.link,
+            stt=self.stt,
+            tts=self.tts,
+            config=Config.model_validate({"session": {"echo_cancel": "auto"}}),  # opt-in for now
+            hub=self.hub,
+            earcons_enabled=False,
+            mode=self.mode,
+        )
+        self.task = asyncio.create_task(self.session.run())
+        self.recording = self.headset.start_recording()
+        await asyncio.sleep(0.3)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.headset.stop_recording()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.link.aclose()
+
+    async def next(self, kind, timeout: float = 30.0, where=lambda e: True):
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.events.get()
+                self.seen.append(event)
+                if isinstance(event, kind) and where(event):
+                    return event
+
+
+@pytest.fixture
+async def world(fast_backoff):
+    async with SimWorld() as w:
+        yield w
+
+
+# The host canceller does not yet meet the open-ear targets (issue 15; docs/benchmarks.md, "Open ear"): the
+# echo reference drifts from the headset's playout after short underruns. Kept as expected failures so the
+# target stays written down and an unexpected pass shows up; the product ships with session.echo_cancel "off".
+AEC_NOT_YET = pytest.mark.xfail(reason="host AEC alignment not yet within the open-ear targets", strict=False)
+
+
+@AEC_NOT_YET
+async def test_echo_at_minus_6_db_never_interrupts_a_reply(
+    world, whisper_stt, piper_tts, synth_speech
+) -> None:
+    questions = ["What can you do?", "What is the date today?", "What can you do?"]
+    async with OpenEarRig(world, whisper_stt, piper_tts, echo_db=-6) as rig:
+        for q in questions:
+            await rig.headset.mic.say(synth_speech(q))
+            reply = await rig.next(ReplyEvent)
+            await rig.next(TurnTimings)
+            assert not reply.interrupted, f"the reply to {q!r} interrupted itself: {reply.text!r}"
+            await asyncio.sleep(1.0)  # the echo's tail
+        aec = rig.session._aec
+    transcripts = [e for e in rig.seen if isinstance(e, TranscriptEvent)]
+    assert len(transcripts) == len(questions), [t.text for t in transcripts]  # no turn made of echo
+    # The mic stayed open during replies and the host canceller ran on them.
+    assert aec is not None and aec.frames_processed > 100
+    assert aec.erle_db is not None and aec.erle_db > 15, aec.erle_db
+    echo = rig.recording.world("echo")
+    assert echo.any()  # the headset really heard itself
+
+
+@AEC_NOT_YET
+async def test_voice_barge_in_stops_the_reply_and_hears_the_new_question(
+    world, whisper_stt, piper_tts, synth_speech
+) -> None:
+    async with OpenEarRig(world, whisper_stt, piper_tts, echo_db=-6) as rig:
+        await rig.headset.mic.say(synth_speech("What can you do?"))  # the help skill: a long reply
+        await rig.next(StateChanged, where=lambda e: e.state == "speaking")
+        await asyncio.sleep(0.8)
+        # The first ~150 ms of an interruption overlap the reply's echo (double talk), where the canceller's
+        # suppressor also dims the wearer; scripts/bench_acoustics.py reports the WER of such speech.
+        question = synth_speech("Wait, what time is it?")
+        t_onset = rig.headset.clock()
+        saying = asyncio.create_task(rig.headset.mic.say(question))
+        first = await rig.next(ReplyEvent)
+        transcript = await rig.next(TranscriptEvent)
+        second = await rig.next(ReplyEvent)
+        await saying
+    assert first.intent == "help" and first.interrupted
+    aborted = [e for e in rig.headset.speaker.events if e.event is PlaybackEvent.ABORTED]
+    assert aborted and aborted[0].t > t_onset
+    stop_ms = (aborted[0].t - t_onset) * 1000
+    assert stop_ms < 1000, stop_ms  # the benchmark measures the latency; here: it stopped, promptly
+    assert "time" in transcript.text.lower(), transcript.text  # the interrupting question, whole
+    assert second.intent == "time" and not second.interrupted
+
+
+async def test_wake_mode_ignores_a_bystander_and_answers_the_wake_phrase(
+    world, whisper_stt, piper_tts, synth_speech, speech_set: list[Utterance]
+) -> None:
+    bystander = next(u for u in speech_set if 2.0 < u.seconds < 5.0)
+    async with OpenEarRig(
+        world,
+        whisper_stt,
+        piper_tts,
+        mode="wake",
+        echo_db=-12,
+        bystanders=(str(bystander.path),),
+        bystander_db=0.0,
+        bystander_gap_s=(0.5, 0.5),
+        bystander_loop=False,
+    ) as rig:
+        ignored = await rig.next(Unaddressed)
+        await asyncio.sleep(0.5)
+        await rig.headset.mic.say(synth_speech("Hey companion, what time is it?"))
+        transcript = await rig.next(TranscriptEvent)
+        reply = await rig.next(ReplyEvent)
+        counters = rig.session.addressing.counters
+    assert ignored.audio_s > 1.0
+    assert counters.unaddressed >= 1 and counters.wake_ups == 1
+    assert reply.intent == "time" and "time" in transcript.text.lower()
+    assert "companion" not in transcript.text.lower()  # the phrase is not part of the request
+    # Nothing of the bystander was published: one transcript, one reply.
+    assert [type(e).__name__ for e in rig.seen if isinstance(e, TranscriptEvent | ReplyEvent)] == [
+        "TranscriptEvent",
+        "ReplyEvent",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("Hey companion, what time is it?", "what time is it?"),
+        ("Hey, Companion! Set a timer.", "Set a timer."),
+        ("hey companions what's the date", "what's the date"),
+        ("Okay hey companion stop", "stop"),
+        ("Hey Companion.", ""),
+        ("In being comparatively modern.", None),
+        ("Hey, how are you?", None),
+        ("The companion was late.", None),
+    ],
+)
+def test_the_wake_phrase_is_found_in_a_transcript(text: str, rest: str | None) -> None:
+    assert Addressing().strip_phrase(text) == rest
+
+
+def test_the_follow_up_window_needs_no_phrase() -> None:
+    now = [100.0]
+    a = Addressing(follow_up_s=5.0, clock=lambda: now[0])
+    assert a.check("what about tomorrow") is None
+    a.open_window()
+    now[0] += 4.0
+    assert a.check("what about tomorrow") is not None
+    now[0] += 2.0
+    assert a.check("what about tomorrow") is None
+    assert a.counters.as_dict() == {
+        "heard": 3,
+        "addressed": 1,
+        "wake_ups": 0,
+        "follow_ups": 1,
+        "unaddressed": 2,
+    }
