@@ -8,7 +8,9 @@ Opus comes from ``opuslib-next`` over Debian's ``libopus0``.
 
 from __future__ import annotations
 
-from typing import Protocol
+import importlib
+from types import ModuleType
+from typing import Protocol, TypedDict, Unpack
 
 import numpy as np
 
@@ -117,9 +119,10 @@ class MulawDecoder(PcmDecoder):
         return pcm
 
 
-def _opuslib():
+def _opuslib() -> ModuleType:
+    """opuslib-next, imported on first use (it has no type hints: its attributes are Any here)."""
     try:
-        import opuslib_next
+        opuslib_next = importlib.import_module("opuslib_next")
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise CodecUnavailable("Opus needs `pip install opuslib-next` and Debian's libopus0") from exc
     except Exception as exc:  # opuslib raises plain Exception when libopus itself is missing
@@ -144,12 +147,12 @@ class OpusEncoder:
         max_bytes: int | None = None,
     ) -> None:
         spec = codec_spec(codec)
-        if spec.family != "opus":
+        if spec.family != "opus" or spec.frame_ms is None:  # every Opus id fixes its frame length
             raise BadField(f"{spec.name} is not an Opus codec")
         opus = _opuslib()
         app = {"voip": opus.APPLICATION_VOIP, "lowdelay": opus.APPLICATION_RESTRICTED_LOWDELAY}[application]
         self.codec = codec
-        self.frame_samples = spec.sample_rate * spec.frame_ms // 1000  # type: ignore[operator]
+        self.frame_samples = spec.sample_rate * spec.frame_ms // 1000
         self._enc = opus.Encoder(spec.sample_rate, 1, app)
         self._enc.bitrate = bitrate
         if application == "voip" and fec:
@@ -178,13 +181,13 @@ class OpusDecoder:
 
     def __init__(self, codec: CodecId = CodecId.OPUS_16K_20MS) -> None:
         spec = codec_spec(codec)
-        if spec.family != "opus":
+        if spec.family != "opus" or spec.frame_ms is None:
             raise BadField(f"{spec.name} is not an Opus codec")
         opus = _opuslib()
         self._error = opus.OpusError
         self._opus_decode = opus.api.decoder.libopus_decode
         self.codec = codec
-        self.frame_samples = spec.sample_rate * spec.frame_ms // 1000  # type: ignore[operator]
+        self.frame_samples = spec.sample_rate * spec.frame_ms // 1000
         self._dec = opus.Decoder(spec.sample_rate, 1)
         self._out = np.zeros(self.frame_samples, dtype=np.int16)
         self._out_ptr = self._out.ctypes.data_as(opus.api.c_int16_pointer)
@@ -212,11 +215,25 @@ class OpusDecoder:
             return np.zeros(self.frame_samples, dtype=np.int16)
 
 
-def make_encoder(codec: CodecId, frame_ms: int = DEFAULT_FRAME_MS, **opus_options: object) -> FrameEncoder:
+class OpusOptions(TypedDict, total=False):
+    """OpusEncoder's settings, as :func:`make_encoder` passes them on."""
+
+    application: str
+    bitrate: int
+    fec: bool
+    expected_loss_percent: int
+    complexity: int | None
+    constrained_vbr: bool | None
+    max_bytes: int | None
+
+
+def make_encoder(
+    codec: CodecId, frame_ms: int = DEFAULT_FRAME_MS, **opus_options: Unpack[OpusOptions]
+) -> FrameEncoder:
     """An encoder for ``codec``; ``frame_ms`` applies to PCM and mu-law (Opus ids fix their own)."""
     family = codec_spec(codec).family
     if family == "opus":
-        return OpusEncoder(codec, **opus_options)  # type: ignore[arg-type]
+        return OpusEncoder(codec, **opus_options)
     if family == "mulaw":
         return MulawEncoder(codec, frame_ms)
     return PcmEncoder(codec, frame_ms)
