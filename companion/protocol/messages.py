@@ -390,8 +390,8 @@ def from_legacy(mtype: Msg, value: object = None) -> ControlMsg:
 
 @dataclass(frozen=True, slots=True)
 class ControlMessage:
-    """Deprecated ``(type, value)`` form, kept only until link/ble.py, the simulator's firmware and the test
-    fixture use the typed classes; it encodes and decodes through them, so the bytes are the same."""
+    """Deprecated ``(type, value)`` form (link/ble.py and the simulator's firmware use the typed classes),
+    kept only until the tests do; it encodes and decodes through them, so the bytes are the same."""
 
     type: Msg
     value: object = None
