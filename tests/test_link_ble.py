@@ -131,7 +131,7 @@ async def test_counted_impairments_equal_radio_truth(sim_world: SimWorld, speech
         # an Omi streams for as long as the host is subscribed: take both snapshots at one instant with
         # nothing in flight between the radio's books and the host's
         radio_link = hs.radio.link
-        await until(lambda: not radio_link._batches and radio_link._held is None, 5, "a quiet instant")
+        await until(lambda: not radio_link._batches and radio_link.held is None, 5, "a quiet instant")
         counters = link.counters()
         truth = AudioTruth(**hs.truth.mic.as_dict())
         await got.stop()
