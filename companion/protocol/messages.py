@@ -10,6 +10,7 @@ reader matches on the class (``match msg: case Listen(on=on): ...``) instead of 
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, ClassVar, TypeVar
@@ -80,7 +81,7 @@ class Msg(IntEnum):
 MAX_ERROR_TEXT = 200
 
 
-class ControlMsg:
+class ControlMsg(ABC):
     """Base of the control messages. ``TYPE`` and ``SIZE`` (payload bytes, None: variable, at least 1) are
     per class; subclasses implement ``payload()`` and ``from_payload()``."""
 
@@ -88,12 +89,12 @@ class ControlMsg:
     TYPE: ClassVar[Msg]
     SIZE: ClassVar[int | None] = 1
 
-    def payload(self) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def payload(self) -> bytes: ...
 
     @classmethod
-    def from_payload(cls: type[_M], p: bytes) -> _M:
-        raise NotImplementedError
+    @abstractmethod
+    def from_payload(cls: type[_M], p: bytes) -> _M: ...
 
     def encode(self) -> bytes:
         p = self.payload()
