@@ -72,7 +72,7 @@ def _override(config: Config, source: str, **sections: dict[str, Any]) -> Config
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run a command's coroutine, turning the project's typed errors into messages and exit codes."""
-    from companion.control import ControlSocketError
+    from companion.control_socket import ControlSocketError
     from companion.engines import EngineUnavailable
     from companion.link.base import LinkError, NotConnected
     from companion.registry import RegistryError
@@ -404,7 +404,7 @@ def pair(address: str, sim: bool, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def devices(as_json: bool) -> None:
     """List remembered headsets and, if the service runs, their live state."""
-    from companion.control import ServiceNotRunning, request
+    from companion.control_socket import ServiceNotRunning, request
     from companion.registry import load_known
 
     try:
@@ -458,7 +458,7 @@ def devices(as_json: bool) -> None:
 def say(text: str, device: str | None, wait: bool) -> None:
     """Speak TEXT (at most 2000 characters) on a headset served by the running service."""
     from companion.bus.topics import MAX_SAY_CHARS
-    from companion.control import ServiceNotRunning, request, say_timeout_s
+    from companion.control_socket import ServiceNotRunning, request, say_timeout_s
 
     text = text.strip()
     if not text or len(text) > MAX_SAY_CHARS:

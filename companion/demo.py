@@ -151,15 +151,8 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
             async with sim_link(headset.address, link_options) as link:
                 info = link.info
                 progress(f"connected to virtual headset {headset.name} ({info.mic_codec}, MTU {info.mtu})")
-                session = Session(
-                    link,
-                    stt=engines.stt,
-                    tts=engines.tts,
-                    llm=engines.llm,
-                    config=config,
-                    hub=hub,
-                    earcons_enabled=options.earcons,
-                    mode=options.mode,
+                session = Session.from_engines(
+                    engines, link, config, hub=hub, earcons_enabled=options.earcons, mode=options.mode
                 )
                 session_task = asyncio.create_task(session.run(), name="demo-session")
                 recording = headset.start_recording(record_path)

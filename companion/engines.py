@@ -18,6 +18,8 @@ import numpy as np
 from companion.config import Config
 
 if TYPE_CHECKING:
+    from companion.llm.base import LLMBackend
+    from companion.stt.base import SpeechRecognizer
     from companion.tts.base import TTSEngine
 
 log = logging.getLogger(__name__)
@@ -29,14 +31,16 @@ class EngineUnavailable(RuntimeError):
 
 @dataclass
 class Engines:
-    stt: object  # companion.stt.WhisperSTT
+    """The loaded engines every session shares."""
+
+    stt: SpeechRecognizer
     tts: TTSEngine
-    llm: object | None  # companion.llm.LLMBackend, None: the built-in skills answer everything
+    llm: LLMBackend | None  # None: the built-in skills answer everything
 
     @classmethod
     async def load(cls, config: Config, progress: Callable[[str], None] | None = None) -> Engines:
         """Load STT and TTS concurrently in threads, warm both up, and make the LLM client."""
-        say = progress or (lambda message: log.info("%s", message))
+        report = progress or (lambda message: log.info("%s", message))
         try:
             from companion.stt import ModelNotAvailable, WhisperSTT
             from companion.tts import VoiceNotAvailable, create_tts
@@ -46,9 +50,9 @@ class Engines:
         from companion.remote.factory import remote_stt, remote_tts
 
         t0 = time.monotonic()
-        say(f"loading speech recognition ({config.stt.model}) and voice ({config.tts.engine})...")
+        report(f"loading speech recognition ({config.stt.model}) and voice ({config.tts.engine})...")
         try:
-            stt = remote_stt(config) or WhisperSTT(
+            stt: SpeechRecognizer = remote_stt(config) or WhisperSTT(
                 config.stt.model, compute_type=config.stt.compute_type, cpu_threads=config.stt.threads
             )
             tts_options: dict[str, object] = {}
@@ -63,23 +67,25 @@ class Engines:
         remote = [engine for engine in (stt, tts) if hasattr(engine, "astart")]
         if remote:  # remote servers: check them (one that is down is retried, not fatal); no warm-up
             await asyncio.gather(*(engine.astart() for engine in remote))
-            say(f"engines ready in {time.monotonic() - t0:.1f} s")
+            report(f"engines ready in {time.monotonic() - t0:.1f} s")
             return cls(stt=stt, tts=tts, llm=make_llm(config))
         # Warm both up on real speech, so the first turn does not pay for lazy initialisation (the first
         # decode of a real utterance costs ~3x a warm one).
         speech = [chunk async for chunk in tts.stream("Hello, what time is it?")]
         await stt.atranscribe(np.concatenate(speech) if speech else np.zeros(16000, dtype=np.int16))
-        say(f"models ready in {time.monotonic() - t0:.1f} s")
+        report(f"models ready in {time.monotonic() - t0:.1f} s")
         return cls(stt=stt, tts=tts, llm=make_llm(config))
 
     async def aclose(self) -> None:
-        for engine in (self.llm, self.tts, self.stt):
-            close = getattr(engine, "aclose", None)
+        if self.llm is not None:
+            close = getattr(self.llm, "aclose", None)  # LLMBackend does not require one
             if close is not None:
                 await close()
+        await self.tts.aclose()
+        await self.stt.aclose()
 
 
-def make_llm(config: Config) -> object | None:
+def make_llm(config: Config) -> LLMBackend | None:
     """The configured LLM backend, or None for the offline skills."""
     if config.llm.backend == "skills":
         return None

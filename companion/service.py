@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from companion.bus.topics import device_id
 from companion.carryover import Carryover
+from companion.commands import DeviceCommands
 from companion.config import Config
-from companion.control import ControlServer
+from companion.control_socket import ControlServer
 from companion.engines import Engines
 from companion.events import Availability, ErrorEvent, EventHub
 from companion.link.ble import BleHeadsetLink, BleLinkOptions, FoundHeadset, describe_ble_error, scan_headsets
@@ -67,6 +68,10 @@ class Service:
         self._scan_error: str | None = None
         self._known: dict[str, KnownHeadset] = {}
         self._registry_error: str | None = None
+        self.commands = DeviceCommands(
+            lambda device: self.session_for(device).commands,
+            lambda: {"devices": self.status(), "sim": self.sim},
+        )
 
     # -- who may connect ---------------------------------------------------------------------------
     def allowed(self, found: FoundHeadset) -> bool:
@@ -88,15 +93,15 @@ class Service:
 
     # -- running -----------------------------------------------------------------------------------
     async def run(self, progress: Callable[[str], None] | None = None) -> None:
-        say = progress or (lambda m: log.info("%s", m))
+        report = progress or (lambda m: log.info("%s", m))
         own_engines = self.engines is None
         if self.engines is None:
-            self.engines = await Engines.load(self.config, say)
+            self.engines = await Engines.load(self.config, report)
         bridge_cm = self._bridge()
         try:
-            async with ControlServer(self.handle_request), bridge_cm as bridge:
+            async with ControlServer(self.commands.handle), bridge_cm as bridge:
                 self._bridge_obj = bridge
-                say("companion service running" + (" with virtual headsets" if self.sim else ""))
+                report("companion service running" + (" with virtual headsets" if self.sim else ""))
                 self.ready.set()
                 await self._scan_loop()
         finally:
@@ -109,7 +114,7 @@ class Service:
             return contextlib.nullcontext()
         from companion.bus.mqtt import MqttBridge
 
-        return MqttBridge(self.config.mqtt, self.hub, _Commands(self))
+        return MqttBridge(self.config.mqtt, self.hub, self.commands)
 
     async def _scan_loop(self) -> None:
         while True:
@@ -173,15 +178,8 @@ class Service:
                     return
                 if not link.info.has_speaker:  # an Omi pendant: replies play on this machine
                     speaker = await _open_local_speaker(link.info.name)
-                session = Session(
-                    link,
-                    stt=self.engines.stt,
-                    tts=self.engines.tts,
-                    llm=self.engines.llm,
-                    config=self.config,
-                    hub=self.hub,
-                    speaker=speaker,
-                    mode=self._mode(),
+                session = Session.from_engines(
+                    self.engines, link, self.config, hub=self.hub, speaker=speaker, mode=self._mode()
                 )
                 dev.carry.restore(session)
                 dev.session = session
@@ -259,30 +257,6 @@ class Service:
             )
         return rows
 
-    async def handle_request(self, req: dict[str, object]) -> dict[str, object]:
-        cmd = req.get("cmd")
-        if cmd == "status":
-            return {"ok": True, "devices": self.status(), "sim": self.sim}
-        session = self.session_for(str(req.get("device") or ""))
-        if cmd == "say":  # text checked by companion.control.parse_request (1-2000 characters)
-            # Queued at once, so a full queue or an absent headset is this request's error reply.
-            spoken = session.queue_say(str(req["text"]))
-            if not req.get("wait"):
-                return {"ok": True, "device": session.device, "queued": True}
-            await spoken
-        elif cmd == "stop":
-            await session.barge_in("command")
-        elif cmd == "listen":
-            await (session.start_listening() if req.get("on", True) else session.stop_listening())
-        elif cmd == "volume":
-            percent = req["percent"]  # an int from companion.control.parse_request
-            if not isinstance(percent, (int, float, str)):
-                raise ValueError(f"percent {percent!r} is not a number")
-            session.skills_context.set_volume(int(percent))
-        else:
-            raise ValueError(f"unknown command {cmd!r}")
-        return {"ok": True, "device": session.device}
-
 
 async def _open_local_speaker(name: str) -> LocalAudioLink | None:
     """Replies for a headset without a speaker (omi) play on this machine's sound device, when it has one;
@@ -309,26 +283,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(e) for e in exc.exceptions)
     return str(exc) or type(exc).__name__
-
-
-class _Commands:
-    """MQTT commands -> the service (device ids as MQTT uses them)."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
-    async def say(self, device: str, text: str) -> None:
-        await self.service.session_for(device).say(text)
-
-    async def listen(self, device: str, on: bool) -> None:
-        s = self.service.session_for(device)
-        await (s.start_listening() if on else s.stop_listening())
-
-    async def stop(self, device: str) -> None:
-        await self.service.session_for(device).barge_in("mqtt")
-
-    async def set_volume(self, device: str, percent: int) -> None:
-        self.service.session_for(device).skills_context.set_volume(percent)
 
 
 async def run_service(config: Config, *, sim: bool, progress: Callable[[str], None]) -> None:

@@ -143,11 +143,21 @@ class HeadsetLink(abc.ABC):
 
     @abc.abstractmethod
     def audio(self) -> AsyncIterator[AudioChunk]:
-        """Microphone frames, in order, lost ones concealed; continues across reconnects."""
+        """Microphone frames, in order, lost ones concealed; continues across reconnects.
+
+        A plain method returning the iterator (not an async generator function), on every link: a link
+        that cannot give audio raises :class:`LinkError` at the call, not at the first frame."""
 
     @abc.abstractmethod
     def events(self) -> AsyncIterator[LinkEvent]:
         """Buttons, battery, playback progress and connection changes."""
+
+    @abc.abstractmethod
+    async def listen(self, on: bool) -> None:
+        """Open or close the headset's mic stream (tap-to-talk, push-to-talk, the `listen` command).
+
+        Where the device has no such command (a sound device, an omi pendant) this does nothing: the
+        session gates the audio itself."""
 
     @abc.abstractmethod
     async def play(self, chunks: AsyncIterable[np.ndarray]) -> PlaybackReport:

@@ -289,11 +289,13 @@ class LocalAudioLink(HeadsetLink):
                 self._event_q.put_nowait(PlaybackStatus(event, at))
 
     # -- HeadsetLink ---------------------------------------------------------------------------------
-    async def audio(self) -> AsyncIterator[AudioChunk]:
+    async def listen(self, on: bool) -> None:
+        """A sound device's mic is always open: the session ignores its audio between turns."""
+
+    def audio(self) -> AsyncIterator[AudioChunk]:
         if not self.options.capture:
             raise LinkError(f"local link {self.info.name} was opened without capture")
-        async for item in until_closed(self._audio_q):
-            yield item
+        return until_closed(self._audio_q)
 
     async def events(self) -> AsyncIterator[LinkEvent]:
         while (item := await self._event_q.get()) is not None:  # until_closed, for a union item type

@@ -29,13 +29,17 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechResumed, SpeechStarted
 from companion.stt.text import looks_complete
-from companion.stt.whisper import Transcript, WhisperSTT
+from companion.stt.whisper import Transcript
+
+if TYPE_CHECKING:
+    from companion.config import TurnConfig
+    from companion.stt.base import SpeechRecognizer
 
 __all__ = ["UNSURE_MAX_WORDS", "EndModel", "Hypothesis", "Turn", "TurnDetector", "TurnEvent", "text_cue"]
 
@@ -155,8 +159,8 @@ class TurnDetector:
     @classmethod
     def from_config(
         cls,
-        stt: WhisperSTT,
-        turn: Any,
+        stt: SpeechRecognizer,
+        turn: TurnConfig,
         *,
         recognised: Callable[[str], bool] | None = None,
         end_model: EndModel | None = None,
@@ -194,7 +198,7 @@ class TurnDetector:
 
     def __init__(
         self,
-        stt: WhisperSTT,
+        stt: SpeechRecognizer,
         endpointer: Endpointer,
         *,
         fallback_ms: float = 1200,

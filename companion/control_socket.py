@@ -1,5 +1,7 @@
 """The running service's local control socket: `companion devices` and `companion say` talk to it.
 
+(Not the headset's BLE control characteristic: that is `companion.protocol.control`.)
+
 One JSON object per line each way over a Unix socket in the platform runtime directory. Requests:
 ``{"cmd": "status"}``, ``{"cmd": "say", "device": D, "text": T, "wait": false}``, ``{"cmd": "stop",
 "device": D}``, ``{"cmd": "listen", "device": D, "on": true}``, ``{"cmd": "volume", "device": D,
@@ -9,7 +11,8 @@ with ``"wait": true`` once it has been spoken.
 
 Only the user who runs the service (or root) may talk to it: the socket is created mode 0600 whatever
 the umask, and each peer's uid is checked (SO_PEERCRED). A request is at most 64 KiB; anything that is
-not a valid request gets an error reply, never a traceback; idle clients are closed.
+not a valid request gets an error reply, never a traceback; idle clients are closed. What a request does is
+`companion.commands.DeviceCommands.handle`, the same commands MQTT and the skills use.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from companion.bus.topics import MAX_SAY_CHARS
 
@@ -36,8 +47,6 @@ log = logging.getLogger(__name__)
 MAX_LINE = 64 * 1024
 IDLE_TIMEOUT_S = 60.0
 MAX_CLIENTS = 32
-
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def control_socket_path() -> Path:
@@ -67,35 +76,37 @@ class RequestError(ValueError):
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     device: Annotated[str, Field(max_length=256)] = ""
 
 
-class _Status(_Request):
+class StatusRequest(_Request):
     cmd: Literal["status"]
 
 
-class _Say(_Request):
+class SayRequest(_Request):
     cmd: Literal["say"]
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SAY_CHARS)]
     wait: bool = False
 
 
-class _Stop(_Request):
+class StopRequest(_Request):
     cmd: Literal["stop"]
 
 
-class _Listen(_Request):
+class ListenRequest(_Request):
     cmd: Literal["listen"]
     on: bool = True
 
 
-class _Volume(_Request):
+class VolumeRequest(_Request):
     cmd: Literal["volume"]
-    percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+    # Any JSON number in range, rounded to the whole percent the headset takes.
+    percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False), AfterValidator(round)]
 
 
-_REQUEST = TypeAdapter(Annotated[_Status | _Say | _Stop | _Listen | _Volume, Field(discriminator="cmd")])
+Request = StatusRequest | SayRequest | StopRequest | ListenRequest | VolumeRequest
+_REQUEST: TypeAdapter[Request] = TypeAdapter(Annotated[Request, Field(discriminator="cmd")])
 COMMANDS = ("status", "say", "stop", "listen", "volume")
 
 
@@ -103,8 +114,8 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def parse_request(line: bytes | str) -> dict[str, Any]:
-    """One request line as a checked dict (``percent`` rounded to an int); :class:`RequestError` if not."""
+def parse_request(line: bytes | str) -> Request:
+    """One request line as a checked, typed request; :class:`RequestError` (saying why) if it is not one."""
     if len(line) > MAX_LINE:
         raise RequestError(f"request longer than {MAX_LINE} bytes")
     try:
@@ -116,19 +127,15 @@ def parse_request(line: bytes | str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError("a request is a JSON object")
     cmd = data.get("cmd")
-    if cmd not in COMMANDS:
+    if cmd not in COMMANDS:  # named here: pydantic's discriminator error does not list the commands
         shown = repr(cmd)[:40] if isinstance(cmd, str | int | float | bool | None) else type(cmd).__name__
         raise RequestError(f"unknown command {shown} (known: {', '.join(COMMANDS)})")
     try:
-        req = _REQUEST.validate_python(data)
+        return _REQUEST.validate_python(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"][1:]) or "request"
         raise RequestError(f"{cmd}: {key}: {err['msg']}") from None
-    out = req.model_dump()
-    if "percent" in out:
-        out["percent"] = round(out["percent"])
-    return out
 
 
 # ----- the socket
@@ -158,6 +165,9 @@ def _bind_private(path: Path) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+Handler = Callable[[Request], Awaitable[dict[str, Any]]]
 
 
 class ControlServer:
@@ -270,7 +280,7 @@ class ControlServer:
         except (ValueError, LookupError) as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:  # a bug must not end the connection with a traceback on the client
-            log.exception("control socket: %s failed", req.get("cmd"))
+            log.exception("control socket: %s failed", req.cmd)
             return {"ok": False, "error": f"internal error: {type(exc).__name__}"}
 
 

@@ -1,0 +1,40 @@
+"""What a session, the turn detector and the Wyoming server need from speech recognition.
+
+Local Whisper (`companion.stt.whisper.WhisperSTT`) and the remote pools (`companion.remote.RemoteSTT`)
+both satisfy it, so everything above them is written once against this seam (and tested with a fake).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from companion.stt.whisper import Transcript
+
+__all__ = ["SpeechRecognizer", "Transcript"]
+
+
+@runtime_checkable
+class SpeechRecognizer(Protocol):
+    """Turns a finished stretch of 16 kHz mono audio into text, off the event loop."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether :meth:`load` has run (remote engines have nothing to load: always True)."""
+        ...
+
+    def load(self) -> None:
+        """Do the slow part (blocking, idempotent): call it from a worker thread."""
+        ...
+
+    async def atranscribe(self, pcm: np.ndarray) -> Transcript:
+        """The transcript of ``pcm`` (int16 or float in [-1, 1]); inference runs in a worker thread.
+
+        Remote engines raise `companion.remote.errors.SpeechServiceUnavailable` when every server failed.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release worker threads and connections."""
+        ...
