@@ -15,12 +15,17 @@ from typing import Any
 
 import pytest
 
-from companion.control import (
+from companion.control_socket import (
     MAX_LINE,
     ControlServer,
     ControlSocketError,
+    ListenRequest,
+    Request,
     RequestError,
+    SayRequest,
     ServiceNotRunning,
+    StatusRequest,
+    VolumeRequest,
     parse_request,
     request,
 )
@@ -57,12 +62,12 @@ def test_bad_requests_are_refused_with_a_reason(line: bytes, reason: str) -> Non
 
 
 def test_good_requests_are_normalised() -> None:
-    assert parse_request(b'{"cmd": "status"}') == {"cmd": "status", "device": ""}
-    assert parse_request(b'{"cmd": "volume", "device": "K", "percent": 49.6}')["percent"] == 50
-    assert parse_request(b'{"cmd": "say", "text": "  hello  "}') == {
-        "cmd": "say", "device": "", "text": "hello", "wait": False,
-    }  # fmt: skip
-    assert parse_request('{"cmd": "listen", "on": false}')["on"] is False
+    assert parse_request(b'{"cmd": "status"}') == StatusRequest(cmd="status", device="")
+    volume = parse_request(b'{"cmd": "volume", "device": "K", "percent": 49.6}')
+    assert isinstance(volume, VolumeRequest) and volume.percent == 50 and volume.device == "K"
+    assert parse_request(b'{"cmd": "say", "text": "  hello  "}') == SayRequest(cmd="say", text="hello")
+    listen = parse_request('{"cmd": "listen", "on": false}')
+    assert isinstance(listen, ListenRequest) and listen.on is False
 
 
 # ----- the server
@@ -76,12 +81,12 @@ def sock_path() -> AsyncIterator[Path]:
         yield Path(d) / "c.sock"
 
 
-async def _echo(req: dict[str, Any]) -> dict[str, Any]:
-    if req["cmd"] == "stop":
+async def _echo(req: Request) -> dict[str, Any]:
+    if req.cmd == "stop":
         raise RuntimeError("a bug in the handler")
-    if req["cmd"] == "listen":
+    if req.cmd == "listen":
         raise LookupError("no connected headset 'x'")
-    return {"ok": True, "echo": req}
+    return {"ok": True, "echo": req.model_dump()}
 
 
 async def _exchange(path: Path, *lines: bytes) -> list[dict[str, Any]]:
@@ -205,7 +210,7 @@ async def test_request_without_a_service(sock_path: Path) -> None:
 
 
 class _SlowSession:
-    """Stands in for a Session whose `say` takes as long as a long announcement."""
+    """Stands in for a Session (and its SessionCommands) whose `say` takes as long as a long announcement."""
 
     device = "AA:BB"
 
@@ -219,6 +224,10 @@ class _SlowSession:
         self.started.set()
         await asyncio.sleep(120)
         self.spoken.append(text)
+
+    @property
+    def commands(self) -> _SlowSession:
+        return self
 
     def queue_say(self, text: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(self._say(text))
@@ -240,11 +249,11 @@ async def test_say_replies_when_queued_and_the_service_owns_the_speech() -> None
     done.set_result(None)
     found = FoundHeadset(BLEDevice("AA:BB", "Kitchen", None), Profile.COMPANION, -40, None)
     service.devices["AA:BB"] = _Device(found, done, session=session)  # type: ignore[arg-type]
-    reply = await asyncio.wait_for(service.handle_request(parse_request(b'{"cmd":"say","text":"hi"}')), 1)
+    reply = await asyncio.wait_for(service.commands.handle(parse_request(b'{"cmd":"say","text":"hi"}')), 1)
     assert reply == {"ok": True, "device": "AA:BB", "queued": True}
     await asyncio.wait_for(session.started.wait(), 1)
     waiting = asyncio.ensure_future(
-        service.handle_request(parse_request(b'{"cmd":"say","text":"hi","wait":true}'))
+        service.commands.handle(parse_request(b'{"cmd":"say","text":"hi","wait":true}'))
     )
     await asyncio.sleep(0.2)
     assert not waiting.done()  # still speaking: the reply waits for it

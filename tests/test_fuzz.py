@@ -22,11 +22,10 @@ from hypothesis import strategies as st
 from companion.bus.topics import MAX_SAY_CHARS, BadCommand, Topics
 from companion.config import ConfigError, load_config
 from companion.config_checks import config_problems
-from companion.control import MAX_LINE, RequestError, parse_request
+from companion.control_socket import MAX_LINE, RequestError, parse_request
 from companion.protocol import (
     Capabilities,
     CodecId,
-    ControlMessage,
     FlowStatus,
     Profile,
     ProtocolError,
@@ -37,6 +36,7 @@ from companion.protocol import (
     parse_packet,
 )
 from companion.protocol.control import parse_omi_features
+from companion.protocol.messages import decode_control
 from companion.redact import redact, redact_url
 from companion.registry import RegistryError, load_known
 
@@ -47,7 +47,7 @@ FAST = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 PARSERS = {
     "packet-companion": lambda b: parse_packet(b, Profile.COMPANION),
     "packet-omi": lambda b: parse_packet(b, Profile.OMI),
-    "control": ControlMessage.decode,
+    "control": decode_control,
     "flow": FlowStatus.decode,
     "capabilities": Capabilities.decode,
     "battery": parse_battery,
@@ -117,7 +117,7 @@ _FIELDS = ["cmd", "device", "text", "on", "percent", "wait"]
 def test_control_requests_are_valid_or_refused(cmd: str, fields: dict[str, object]) -> None:
     line = json.dumps({"cmd": cmd, **fields}).encode()
     try:
-        req = parse_request(line)
+        req = parse_request(line).model_dump()
     except RequestError:
         return
     assert req["cmd"] == cmd and set(req) <= set(_FIELDS)

@@ -13,7 +13,6 @@ from companion.protocol import (
     Button,
     Capabilities,
     CodecId,
-    ControlMessage,
     DeviceState,
     FlowStatus,
     Msg,
@@ -34,7 +33,6 @@ from companion.protocol.messages import decode_control
 PARSERS = [
     lambda b: parse_packet(b, Profile.COMPANION),
     lambda b: parse_packet(b, Profile.OMI),
-    ControlMessage.decode,
     decode_control,
     FlowStatus.decode,
     Capabilities.decode,
@@ -65,21 +63,6 @@ def test_reassembler_counts_every_packet(packets: list[bytes], profile: Profile)
     assert accounted == len(packets)
 
 
-def test_control_messages_round_trip() -> None:
-    messages = [
-        ControlMessage(Msg.SET_STATE, DeviceState.SPEAKING),
-        ControlMessage(Msg.SET_VOLUME, 55),
-        ControlMessage(Msg.ABORT),
-        ControlMessage(Msg.SET_CODECS, (CodecId.OPUS_16K_20MS, CodecId.PCM16_16K)),
-        ControlMessage(Msg.LISTEN, True),
-        ControlMessage(Msg.TIME_SYNC, 1_800_000_000),
-        ControlMessage(Msg.BUTTON, Button.DOUBLE_TAP),
-        ControlMessage(Msg.ERROR, (3, "codec not supported")),
-    ]
-    for m in messages:
-        assert ControlMessage.decode(m.encode()) == m
-
-
 TYPED = [
     pm.SetState(DeviceState.SPEAKING),
     pm.SetVolume(55),
@@ -102,8 +85,6 @@ def test_every_message_type_has_one_class_and_round_trips() -> None:
     for x in TYPED:
         assert pm.message_class(x.TYPE) is type(x)
         assert decode_control(x.encode()) == x
-        # the deprecated (type, value) form writes the same bytes
-        assert ControlMessage(x.TYPE, pm.legacy_value(x)).encode() == x.encode()
 
 
 def test_typed_messages_keep_the_documented_bytes() -> None:
@@ -121,8 +102,6 @@ def test_typed_messages_keep_the_documented_bytes() -> None:
     [b"\x02\x01\x65", b"\x01\x01\x09", b"\x03\x01\x00", b"\x04\x02\x15\x63", b"\x7f\x00", b"\x81\x02\x01"],
 )
 def test_bad_control_messages_are_typed_errors(data: bytes) -> None:
-    with pytest.raises(ProtocolError):
-        ControlMessage.decode(data)
     with pytest.raises(ProtocolError):
         decode_control(data)
 

@@ -12,14 +12,22 @@ from bleak.exc import BleakDeviceNotFoundError, BleakGATTProtocolError
 
 from companion.protocol import (
     Button,
+    ButtonReport,
     Capabilities,
     CodecId,
+    CodecsReport,
     CompanionUUID,
     DeviceState,
-    Msg,
+    ErrorReport,
     OmiUUID,
     Profile,
+    SetCodecs,
+    SetState,
+    SetVolume,
+    StateReport,
     StdUUID,
+    TimeSync,
+    VolumeReport,
     parse_battery,
 )
 from companion.protocol.control import OmiFeature, parse_omi_features
@@ -109,28 +117,32 @@ async def test_control_commands_are_acknowledged(sim_world: SimWorld) -> None:
     hs = sim_world.add_headset(name="Sim Ctl")
     host = await connect_host(sim_world, hs)
     await host.subscribe_all()
-    await host.command(Msg.SET_STATE, DeviceState.THINKING)
-    await host.command(Msg.SET_VOLUME, 35)
-    await host.command(Msg.SET_CODECS, (CodecId.PCM16_16K, CodecId.OPUS_16K_20MS))
-    await host.command(Msg.SET_CODECS, (CodecId.PCM16_16K, CodecId.OPUS_16K_60MS))
+    await host.command(SetState(DeviceState.THINKING))
+    await host.command(SetVolume(35))
+    await host.command(SetCodecs(CodecId.PCM16_16K, CodecId.OPUS_16K_20MS))
+    await host.command(SetCodecs(CodecId.PCM16_16K, CodecId.OPUS_16K_60MS))
     await host.client.write_gatt_char(CompanionUUID.CONTROL, b"\x02\x01\xff", response=True)  # volume 255
-    await host.command(Msg.TIME_SYNC, 1_700_000_000)
-    await host.wait_for(Msg.ERROR)  # notifications come in order: the acks before it are in
-    assert hs.state is DeviceState.THINKING and host.events(Msg.STATE) == [DeviceState.THINKING]
-    assert hs.volume == 35 and host.events(Msg.VOLUME) == [35]
-    assert host.events(Msg.CODECS)[0] == (CodecId.PCM16_16K, CodecId.OPUS_16K_20MS)
+    await host.command(TimeSync(1_700_000_000))
+    await host.wait_for(ErrorReport)  # notifications come in order: the acks before it are in
+    assert hs.state is DeviceState.THINKING and host.events(StateReport) == [
+        StateReport(DeviceState.THINKING)
+    ]
+    assert hs.volume == 35 and host.events(VolumeReport) == [VolumeReport(35)]
+    assert host.events(CodecsReport)[0] == CodecsReport(CodecId.PCM16_16K, CodecId.OPUS_16K_20MS)
     assert hs.firmware.mic_codec is CodecId.PCM16_16K
-    errors = host.events(Msg.ERROR)
-    assert [e[0] for e in errors] == [ErrorCode.BAD_MESSAGE]  # opus60 is a valid speaker codec: acked
+    errors = host.events(ErrorReport)
+    assert [e.code for e in errors] == [ErrorCode.BAD_MESSAGE]  # opus60 is a valid speaker codec: acked
     assert abs(hs.epoch_time() - 1_700_000_000) < 1  # type: ignore[operator]
     # a codec the headset does not have is refused with an ERROR, and nothing changes
     narrow = sim_world.add_headset(name="Sim Narrow", speaker_codecs=(CodecId.PCM16_16K,))
     h2 = await connect_host(sim_world, narrow, acquire_mtu=False)
     await h2.subscribe_all()
-    await h2.command(Msg.SET_CODECS, (CodecId.OPUS_16K_20MS, CodecId.MULAW_16K))
-    await h2.wait_for(Msg.ERROR)  # at MTU 23 the text is shortened so the message still parses
-    code, text = h2.events(Msg.ERROR)[0]  # type: ignore[misc]
-    assert code == ErrorCode.UNSUPPORTED_CODEC and text == "speaker codec MUL" and not h2.events(Msg.CODECS)
+    await h2.command(SetCodecs(CodecId.OPUS_16K_20MS, CodecId.MULAW_16K))
+    await h2.wait_for(ErrorReport)  # at MTU 23 the text is shortened so the message still parses
+    error = h2.events(ErrorReport)[0]
+    assert error == ErrorReport(ErrorCode.UNSUPPORTED_CODEC, "speaker codec MUL") and not h2.events(
+        CodecsReport
+    )
     await host.client.disconnect()
     await h2.client.disconnect()
 
@@ -142,8 +154,8 @@ async def test_button_events_companion(sim_world: SimWorld) -> None:
     await h1.subscribe_all()
     for b in (Button.TAP, Button.DOUBLE_TAP, Button.LONG_PRESS):
         comp.press(b)
-    await h1.wait_for(Msg.BUTTON, Button.LONG_PRESS)
-    assert h1.events(Msg.BUTTON) == [Button.TAP, Button.DOUBLE_TAP, Button.LONG_PRESS]
+    await h1.wait_for(ButtonReport(Button.LONG_PRESS))
+    assert [m.button for m in h1.events(ButtonReport)] == [Button.TAP, Button.DOUBLE_TAP, Button.LONG_PRESS]
     no_button = sim_world.add_headset(name="Sim NoBtn", has_button=False)
     with pytest.raises(ValueError, match="no button"):
         no_button.press(Button.TAP)

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from companion.protocol import Msg
+from companion.protocol import Listen
 from firmware_sim import HeadsetConfig, SimWorld, VoiceError
 from tests.fixtures.sim import caught_up, connect_host, find_offset, snr_db, until
 from tests.fixtures.speech import Utterance
@@ -92,9 +92,9 @@ async def test_companion_streams_only_while_listening(sim_world: SimWorld) -> No
     await host.subscribe_all()
     await asyncio.sleep(0.15)  # a window in which nothing may be sent
     assert host.mic_packets == [] and hs.truth.mic.sent == 0
-    await host.command(Msg.LISTEN, True)
+    await host.command(Listen(True))
     await until(lambda: len(host.mic_packets) >= 5, 3, "the mic stream")
-    await host.command(Msg.LISTEN, False)
+    await host.command(Listen(False))
     await caught_up(hs)
     n, sent = len(host.mic_packets), hs.truth.mic.sent
     await asyncio.sleep(0.15)  # a window in which nothing more may be sent

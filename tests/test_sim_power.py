@@ -8,7 +8,7 @@ import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError
 
-from companion.protocol import Msg
+from companion.protocol import SetVolume
 from firmware_sim import RadioConfig, SimClient, SimScanner, SimWorld
 from tests.fixtures.sim import air_settled, connect_host, until
 
@@ -89,7 +89,7 @@ async def test_headset_side_disconnect_and_retry_connector_reconnect(sim_world: 
     await until(lambda: host.disconnects == 1, 2, "the host to see the disconnect")
     assert host.disconnects == 1
     with pytest.raises(BleakError, match="Not connected"):
-        await host.command(Msg.SET_VOLUME, 10)
+        await host.command(SetVolume(10))
     host2 = await connect_host(sim_world, hs)
     assert host2.client.is_connected
     await host2.client.disconnect()

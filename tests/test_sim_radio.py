@@ -9,7 +9,7 @@ import time
 import pytest
 from bleak.exc import BleakError
 
-from companion.protocol import CompanionUUID, Msg, Profile
+from companion.protocol import CompanionUUID, Listen, Profile
 from firmware_sim import AudioTruth, RadioConfig, SimWorld
 from tests.fixtures.sim import connect_host, until
 
@@ -18,7 +18,7 @@ async def _quiesce(host, hs) -> tuple[list[bytes], AudioTruth]:  # type: ignore[
     """Let the stream settle (companion: stop it and drain the ring; omi streams while subscribed, so wait
     for a clean stretch), then snapshot what the host received and the radio's truth at the same instant."""
     if host.profile is Profile.COMPANION:
-        await host.command(Msg.LISTEN, False)
+        await host.command(Listen(False))
         await until(lambda: not (hs.radio.link.ring_frames or hs.radio.link.held), 5, "the ring to drain")
     await asyncio.sleep(0.3)
     return list(host.mic_packets), AudioTruth(**hs.truth.mic.as_dict())

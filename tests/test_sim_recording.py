@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from bleak import BleakScanner
 
-from companion.protocol import Msg, PlaybackEvent
+from companion.protocol import PlaybackEvent, SetVolume
 from firmware_sim import ConfigError, HeadsetConfig, SimScanner, SimWorld, default_world, read_recording
 from tests.fixtures.sim import connect_host, other_tasks
 
@@ -72,7 +72,7 @@ async def test_backend_uses_the_innermost_open_world(fast_backoff: None) -> None
             assert [d.name for d in found] == ["Inner"]
         assert default_world() is outer
         host = await connect_host(None, None, name="Outer")
-        await host.command(Msg.SET_VOLUME, 20)
+        await host.command(SetVolume(20))
         assert outer.by_name("Outer").volume == 20
         # leave the client connected: closing the world must still end every task
     await asyncio.sleep(0)

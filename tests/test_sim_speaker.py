@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from companion.protocol import CodecId, Msg, PlaybackEvent
+from companion.protocol import Abort, CodecId, PlaybackEvent, SetVolume
 from firmware_sim import HeadsetConfig, RadioConfig, SimWorld, read_recording
 from tests.fixtures.sim import caught_up, connect_host, find_offset, snr_db, until
 from tests.fixtures.speech import Utterance
@@ -44,7 +44,7 @@ async def test_reply_plays_out_into_the_recordings_right_channel(
     assert [e for e, _ in events] == [PlaybackEvent.STARTED, PlaybackEvent.DRAINED]
     first = rec.time_of(int(np.flatnonzero(right)[0]))
     assert events[0][1] == pytest.approx(first, abs=0.02)
-    assert host.events(Msg.PLAYBACK) == [PlaybackEvent.STARTED, PlaybackEvent.DRAINED]
+    assert host.playback() == [PlaybackEvent.STARTED, PlaybackEvent.DRAINED]
     await host.client.disconnect()
 
 
@@ -52,7 +52,7 @@ async def test_volume_and_opus_replies(sim_world: SimWorld, reply: np.ndarray) -
     hs = sim_world.add_headset(name="Sim Vol")
     host = await connect_host(sim_world, hs, acquire_mtu=False)  # MTU 23: Opus is what fits
     await host.listen()
-    await host.command(Msg.SET_VOLUME, 50)
+    await host.command(SetVolume(50))
     rec = hs.start_recording()
     await host.play(reply, CodecId.OPUS_16K_20MS)
     await host.wait_playback(PlaybackEvent.DRAINED)
@@ -102,7 +102,7 @@ async def test_abort_flushes_at_once_and_regrants_credit(sim_world: SimWorld, re
     await host.play(reply[: 16000 // 2], stop=False)  # half a second, reply still going on
     await host.wait_playback(PlaybackEvent.STARTED)
     assert hs.speaker.buffered_ms > 100
-    await host.command(Msg.ABORT)  # returns once the headset has taken it
+    await host.command(Abort())  # returns once the headset has taken it
     assert hs.speaker.buffered_ms == 0 and not hs.speaker.playing
     t_abort = hs.clock()
     await host.wait_playback(PlaybackEvent.ABORTED)
@@ -115,7 +115,7 @@ async def test_abort_flushes_at_once_and_regrants_credit(sim_world: SimWorld, re
     # the next reply plays normally
     await host.play(reply[:3200])
     await host.wait_playback(PlaybackEvent.DRAINED)
-    assert host.events(Msg.PLAYBACK)[-3:] == [
+    assert host.playback()[-3:] == [
         PlaybackEvent.ABORTED,
         PlaybackEvent.STARTED,
         PlaybackEvent.DRAINED,
@@ -134,11 +134,11 @@ async def test_a_stalled_reply_counts_underruns(sim_world: SimWorld, reply: np.n
     await host.wait_playback(PlaybackEvent.DRAINED)
     assert 8 <= hs.speaker.underruns <= 25  # ~250 ms dry, in 20 ms ticks (rebuffering included)
     assert host.flow[-1].underruns == hs.speaker.underruns
-    assert host.events(Msg.PLAYBACK) == [PlaybackEvent.STARTED, PlaybackEvent.DRAINED]  # one reply
+    assert host.playback() == [PlaybackEvent.STARTED, PlaybackEvent.DRAINED]  # one reply
     # the tail of a reply is not an underrun
     before = hs.speaker.underruns
     await host.play(reply[:3200])
-    await until(lambda: host.events(Msg.PLAYBACK).count(PlaybackEvent.DRAINED) == 2, 3, "second DRAINED")
+    await until(lambda: host.playback().count(PlaybackEvent.DRAINED) == 2, 3, "second DRAINED")
     await asyncio.sleep(0.1)  # a window in which no underrun may be counted
     assert hs.speaker.underruns == before
     await host.client.disconnect()

@@ -13,7 +13,6 @@ from .codec_ids import CodecId, codec_spec
 from .errors import BadField, TruncatedPacket
 from .messages import (  # noqa: F401 - re-exported for older imports
     Button,
-    ControlMessage,
     DeviceState,
     ErrorCode,
     Msg,

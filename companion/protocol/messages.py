@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import struct
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from .codec_ids import CodecId, codec_spec
 from .errors import BadField, TruncatedPacket
@@ -368,42 +368,3 @@ def parse_time_sync(data: bytes | bytearray) -> int:
         raise TruncatedPacket(f"time sync of {len(data)} bytes; expected 4")
     value: int = struct.unpack("<I", data)[0]
     return value
-
-
-# -- the former (type, value) form -----------------------------------------------------------------------
-def legacy_value(msg: ControlMsg) -> object:
-    """A message's payload as the old ``ControlMessage.value``: None, the one field, or a tuple of fields."""
-    dc: Any = msg  # every registered message is a dataclass
-    values = tuple(getattr(msg, f.name) for f in fields(dc))
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else values
-
-
-def from_legacy(mtype: Msg, value: object = None) -> ControlMsg:
-    """The typed message for an old ``(type, value)`` pair."""
-    cls: Any = _REGISTRY[Msg(mtype)]
-    n = len(fields(cls))
-    args: Any = () if n == 0 else (value,) if n == 1 else value
-    msg: ControlMsg = cls(*args)
-    return msg
-
-
-@dataclass(frozen=True, slots=True)
-class ControlMessage:
-    """Deprecated ``(type, value)`` form (link/ble.py and the simulator's firmware use the typed classes),
-    kept only until the tests do; it encodes and decodes through them, so the bytes are the same."""
-
-    type: Msg
-    value: object = None
-
-    def typed(self) -> ControlMsg:
-        return from_legacy(self.type, self.value)
-
-    def encode(self) -> bytes:
-        return self.typed().encode()
-
-    @classmethod
-    def decode(cls, data: bytes | bytearray) -> ControlMessage:
-        msg = decode_control(data)
-        return cls(msg.TYPE, legacy_value(msg))
