@@ -89,7 +89,7 @@ class Rig:
             self.link, stt=e.stt, tts=e.tts, llm=e.llm, config=self.config, hub=self.hub,
             earcons_enabled=False, mode=self.mode,
         )  # fmt: skip
-        aec = self.session._aec
+        aec = self.session.mic.aec
         if aec is not None:  # measure the canceller where only echo reaches the mic
             process = aec.process
 

@@ -258,7 +258,7 @@ class Soak:
         """Wait until nothing is playing or queued (a wearer does not talk over a timer ring either)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            reply = self.session._reply_task
+            reply = self.session.reply_task
             if not len(self.session.announcements) and (reply is None or reply.done()):
                 return
             await asyncio.sleep(0.05)

@@ -5,63 +5,26 @@ by voice, and in wake mode a bystander is never answered."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 
 from companion.config import Config
-from companion.events import EventHub, ReplyEvent, StateChanged, TranscriptEvent, TurnTimings, Unaddressed
-from companion.link.ble import BleHeadsetLink
+from companion.events import ReplyEvent, StateChanged, TranscriptEvent, TurnTimings, Unaddressed
 from companion.protocol import PlaybackEvent
-from companion.session import Session
 from companion.wake import Addressing
-from firmware_sim import HeadsetConfig, SimClient, SimScanner, SimWorld
+from firmware_sim import SimWorld
+from tests.fixtures.session_rig import SessionRig
 from tests.fixtures.speech import Utterance
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_backoff")]
 
 
-class OpenEarRig:
-    """A virtual open-ear headset (no on-board AEC), its link and a session, with the session's events."""
-
-    def __init__(self, world: SimWorld, stt, tts, *, mode: str = "hands_free", **headset) -> None:
-        self.world, self.stt, self.tts, self.mode = world, stt, tts, mode
-        self.headset = world.add_headset(HeadsetConfig(name="Open Ear", seed=1, **headset))
-        self.hub = EventHub()
-        self.events = self.hub.subscriber()
-        self.seen: list = []
-
-    async def __aenter__(self) -> OpenEarRig:
-        self.link = BleHeadsetLink(self.headset.address, backend=SimClient, scanner_backend=SimScanner)
-        await self.link.__aenter__()
-        self.session = Session(
-            self.link,
-            stt=self.stt,
-            tts=self.tts,
-            config=Config.model_validate({"session": {"echo_cancel": "auto"}}),  # opt-in for now
-            hub=self.hub,
-            earcons_enabled=False,
-            mode=self.mode,
-        )
-        self.task = asyncio.create_task(self.session.run())
-        self.recording = self.headset.start_recording()
-        await asyncio.sleep(0.3)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.headset.stop_recording()
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.link.aclose()
-
-    async def next(self, kind, timeout: float = 30.0, where=lambda e: True):
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.events.get()
-                self.seen.append(event)
-                if isinstance(event, kind) and where(event):
-                    return event
+def open_ear_rig(world: SimWorld, stt, tts, *, mode: str = "hands_free", **headset) -> SessionRig:
+    """A virtual open-ear headset (no on-board AEC), its link and a session with host echo cancellation."""
+    config = Config.model_validate({"session": {"echo_cancel": "auto"}})  # opt-in for now
+    return SessionRig(
+        world, stt, tts, config=config, mode=mode, timeout=30.0, name="Open Ear", seed=1, **headset
+    )
 
 
 @pytest.fixture
@@ -81,14 +44,14 @@ async def test_echo_at_minus_6_db_never_interrupts_a_reply(
     world, whisper_stt, piper_tts, synth_speech
 ) -> None:
     questions = ["What can you do?", "What is the date today?", "What can you do?"]
-    async with OpenEarRig(world, whisper_stt, piper_tts, echo_db=-6) as rig:
+    async with open_ear_rig(world, whisper_stt, piper_tts, echo_db=-6) as rig:
         for q in questions:
             await rig.headset.mic.say(synth_speech(q))
             reply = await rig.next(ReplyEvent)
             await rig.next(TurnTimings)
             assert not reply.interrupted, f"the reply to {q!r} interrupted itself: {reply.text!r}"
             await asyncio.sleep(1.0)  # the echo's tail
-        aec = rig.session._aec
+        aec = rig.session.mic.aec
     transcripts = [e for e in rig.seen if isinstance(e, TranscriptEvent)]
     assert len(transcripts) == len(questions), [t.text for t in transcripts]  # no turn made of echo
     # The mic stayed open during replies and the host canceller ran on them.
@@ -102,7 +65,7 @@ async def test_echo_at_minus_6_db_never_interrupts_a_reply(
 async def test_voice_barge_in_stops_the_reply_and_hears_the_new_question(
     world, whisper_stt, piper_tts, synth_speech
 ) -> None:
-    async with OpenEarRig(world, whisper_stt, piper_tts, echo_db=-6) as rig:
+    async with open_ear_rig(world, whisper_stt, piper_tts, echo_db=-6) as rig:
         await rig.headset.mic.say(synth_speech("What can you do?"))  # the help skill: a long reply
         await rig.next(StateChanged, where=lambda e: e.state == "speaking")
         await asyncio.sleep(0.8)
@@ -128,7 +91,7 @@ async def test_wake_mode_ignores_a_bystander_and_answers_the_wake_phrase(
     world, whisper_stt, piper_tts, synth_speech, speech_set: list[Utterance]
 ) -> None:
     bystander = next(u for u in speech_set if 2.0 < u.seconds < 5.0)
-    async with OpenEarRig(
+    async with open_ear_rig(
         world,
         whisper_stt,
         piper_tts,

@@ -17,7 +17,6 @@ from companion.config import Config
 from companion.events import (
     Availability,
     ErrorEvent,
-    EventHub,
     ReplyEvent,
     StateChanged,
     TranscriptEvent,
@@ -26,8 +25,8 @@ from companion.link.base import LinkError, NotConnected
 from companion.link.ble import BleHeadsetLink
 from companion.link.errors import LinkFailed, as_link_errors
 from companion.protocol import DeviceState
-from companion.session import Session
 from firmware_sim import HeadsetConfig, RadioConfig, SimClient, SimScanner, SimWorld
+from tests.fixtures.session_rig import SessionRig
 from tests.fixtures.sim import until
 
 pytestmark = [pytest.mark.usefixtures("fast_backoff")]
@@ -39,54 +38,23 @@ async def world(fast_backoff):
         yield w
 
 
-class Rig:
-    """A virtual headset, the BLE link to it and a running session, with the session's events."""
-
-    def __init__(
-        self, world: SimWorld, stt, tts, radio: RadioConfig | None = None, *, config=None, llm=None, **headset
-    ) -> None:
-        self.world, self.stt, self.tts, self.llm = world, stt, tts, llm
-        self.config = config or Config()
-        self.earcons = config is not None and config.session.earcons
-        self.headset = world.add_headset(HeadsetConfig(name="Reliable", **headset), radio)
-        self.hub = EventHub()
-        self.events = self.hub.subscriber()
-        self.seen: list = []
-
-    async def __aenter__(self) -> Rig:
-        self.link = BleHeadsetLink(self.headset.address, backend=SimClient, scanner_backend=SimScanner)
-        await self.link.__aenter__()
-        self.session = Session(
-            self.link,
-            stt=self.stt,
-            tts=self.tts,
-            llm=self.llm,
-            config=self.config,
-            hub=self.hub,
-            earcons_enabled=self.earcons,
-        )
-        self.task = asyncio.create_task(self.session.run())
-        await asyncio.sleep(0.3)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
-        await self.link.aclose()
-
-    async def next(self, kind, timeout: float = 20.0, where=lambda e: True):
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.events.get()
-                self.seen.append(event)
-                if isinstance(event, kind) and where(event):
-                    return event
-
-    async def ask(self, speech: np.ndarray, intent: str | None = None) -> ReplyEvent:
-        await self.headset.mic.say(speech)
-        await self.next(TranscriptEvent)
-        return await self.next(ReplyEvent, where=lambda e: intent is None or e.intent == intent)
+def Rig(
+    world: SimWorld, stt, tts, radio: RadioConfig | None = None, *, config=None, llm=None, **headset
+) -> SessionRig:
+    """A session rig on a headset named "Reliable" (earcons as the config says, no recording)."""
+    earcons = config is not None and config.session.earcons
+    return SessionRig(
+        world,
+        stt,
+        tts,
+        radio,
+        config=config,
+        llm=llm,
+        earcons=earcons,
+        record=False,
+        name="Reliable",
+        **headset,
+    )
 
 
 # -- link errors keep their own type ---------------------------------------------------------------
@@ -248,7 +216,7 @@ async def test_announcements_are_bounded_and_stop_clears_them(world, whisper_stt
     from companion.announcements import MAX_SAY, AnnouncementRefused
 
     async with Rig(world, whisper_stt, piper_tts) as rig:
-        says = [asyncio.create_task(rig.session.say(f"Announcement number {i}.")) for i in range(30)]
+        says = [asyncio.create_task(rig.session.commands.say(f"Announcement number {i}.")) for i in range(30)]
         await rig.next(StateChanged, where=lambda e: e.state == "speaking")
         refused = [t for t in says if t.done() and isinstance(t.exception(), AnnouncementRefused)]
         # MAX_SAY were queued (one of them is playing now), the rest were refused with a reason

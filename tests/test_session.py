@@ -10,56 +10,16 @@ import pytest
 
 from companion.audio.v2v import voice_to_voice
 from companion.config import Config
+from companion.engines import Engines
 from companion.events import EventHub, ReplyEvent, StateChanged, TranscriptEvent, TurnTimings
 from companion.link.ble import BleHeadsetLink
 from companion.protocol import Button, DeviceState, PlaybackEvent
 from companion.session import Session
 from firmware_sim import HeadsetConfig, SimClient, SimScanner, SimWorld
+from tests.fixtures.conditions import until
+from tests.fixtures.session_rig import SessionRig
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_backoff")]
-
-
-class Rig:
-    """A virtual headset, the BLE link to it and a running session, with the session's events."""
-
-    def __init__(self, world: SimWorld, stt, tts, config: Config | None = None, llm=None, **headset) -> None:
-        self.world, self.stt, self.tts, self.config, self.llm = world, stt, tts, config or Config(), llm
-        self.headset = world.add_headset(HeadsetConfig(name="Session", **headset))
-        self.hub = EventHub()
-        self.events = self.hub.subscriber()
-        self.seen: list = []
-
-    async def __aenter__(self) -> Rig:
-        self.link = BleHeadsetLink(self.headset.address, backend=SimClient, scanner_backend=SimScanner)
-        await self.link.__aenter__()
-        self.session = Session(
-            self.link,
-            stt=self.stt,
-            tts=self.tts,
-            llm=self.llm,
-            config=self.config,
-            hub=self.hub,
-            earcons_enabled=False,
-        )
-        self.task = asyncio.create_task(self.session.run())
-        self.recording = self.headset.start_recording()
-        await asyncio.sleep(0.3)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.headset.stop_recording()
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.link.aclose()
-
-    async def next(self, kind, timeout: float = 20.0, where=lambda e: True):
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.events.get()
-                self.seen.append(event)
-                if isinstance(event, kind) and where(event):
-                    return event
 
 
 @pytest.fixture
@@ -69,7 +29,7 @@ async def world(fast_backoff):
 
 
 async def test_a_spoken_question_gets_a_spoken_answer(world, whisper_stt, piper_tts, synth_speech) -> None:
-    async with Rig(world, whisper_stt, piper_tts) as rig:
+    async with SessionRig(world, whisper_stt, piper_tts) as rig:
         await rig.headset.mic.say(synth_speech("What time is it?"))
         transcript = await rig.next(TranscriptEvent)
         reply = await rig.next(ReplyEvent)
@@ -97,7 +57,7 @@ async def test_a_spoken_question_gets_a_spoken_answer(world, whisper_stt, piper_
 
 
 async def test_a_timer_rings_when_due(world, whisper_stt, piper_tts, synth_speech) -> None:
-    async with Rig(world, whisper_stt, piper_tts) as rig:
+    async with SessionRig(world, whisper_stt, piper_tts) as rig:
         await rig.headset.mic.say(synth_speech("Set a timer for two seconds."))
         reply = await rig.next(ReplyEvent)
         assert reply.intent == "timer.set"
@@ -110,7 +70,7 @@ async def test_a_pause_inside_a_sentence_is_not_the_end_of_the_turn(
 ) -> None:
     pause = np.zeros(int(16000 * 0.4), np.int16)
     fragmented = np.concatenate([synth_speech("Set a timer for"), pause, synth_speech("five seconds.")])
-    async with Rig(world, whisper_stt, piper_tts) as rig:
+    async with SessionRig(world, whisper_stt, piper_tts) as rig:
         await rig.headset.mic.say(fragmented)
         transcript = await rig.next(TranscriptEvent)
         reply = await rig.next(ReplyEvent)
@@ -125,7 +85,7 @@ async def test_a_pause_inside_a_sentence_is_not_the_end_of_the_turn(
 async def test_button_barge_in_stops_playback_within_150_ms(
     world, whisper_stt, piper_tts, synth_speech
 ) -> None:
-    async with Rig(world, whisper_stt, piper_tts) as rig:
+    async with SessionRig(world, whisper_stt, piper_tts) as rig:
         await rig.headset.mic.say(synth_speech("What can you do?"))  # the help skill: a long reply
         await rig.next(StateChanged, where=lambda e: e.state == "speaking")
         await asyncio.sleep(0.6)
@@ -155,7 +115,7 @@ async def test_llm_answers_through_a_real_openai_compatible_server(
     config.llm.max_tokens = 24
     llm = OpenAIBackend(llama_server, "gemma", max_tokens=24)
     try:
-        async with Rig(world, whisper_stt, piper_tts, config=config, llm=llm) as rig:
+        async with SessionRig(world, whisper_stt, piper_tts, config=config, llm=llm) as rig:
             await rig.headset.mic.say(synth_speech("Tell me a story about a dragon."))
             await rig.next(TranscriptEvent)
             reply = await rig.next(ReplyEvent, timeout=40)
@@ -179,12 +139,11 @@ async def test_omi_replies_play_on_the_local_sound_device(
         LocalAudioLink(name="laptop", options=LocalAudioOptions(capture=False)) as speaker,
     ):
         assert not link.info.has_speaker
-        session = Session(
-            link, stt=whisper_stt, tts=piper_tts, hub=hub, earcons_enabled=False, speaker=speaker
-        )
+        engines = Engines(stt=whisper_stt, tts=piper_tts, llm=None)
+        session = Session.from_engines(engines, link, hub=hub, earcons_enabled=False, speaker=speaker)
         task = asyncio.create_task(session.run())
         try:
-            await asyncio.sleep(0.3)
+            await until(lambda: session.mic.clock[0] > 0.1, 10, "the session to receive mic audio")
             await headset.mic.say(synth_speech("What time is it?"))
             async with asyncio.timeout(30):
                 while not isinstance(event := await events.get(), TurnTimings):

@@ -12,7 +12,7 @@ import pytest
 
 from companion.events import EventHub, StateChanged
 from companion.link.ble import BleHeadsetLink
-from companion.session import Session, _Milestones, _Spoken
+from companion.session import Milestones, Session, Spoken
 from firmware_sim import HeadsetConfig, SimClient, SimScanner, SimWorld
 
 pytestmark = pytest.mark.usefixtures("fast_backoff")
@@ -27,7 +27,7 @@ async def test_first_audio_played_survives_a_playback_gap(sim_world: SimWorld) -
     headset = sim_world.add_headset(HeadsetConfig(name="Gap"))
     async with BleHeadsetLink(headset.address, backend=SimClient, scanner_backend=SimScanner) as link:
         session = Session(link, stt=None, tts=None, earcons_enabled=False)
-        events = asyncio.create_task(session._handle_link_events(link))
+        events = asyncio.create_task(session.headset.run(link))
         try:
 
             async def reply_with_a_gap() -> AsyncIterator[np.ndarray]:
@@ -37,8 +37,8 @@ async def test_first_audio_played_survives_a_playback_gap(sim_world: SimWorld) -
                 for chunk in np.array_split(_tone(0.4), 10):
                     yield chunk
 
-            marks = _Milestones(end_of_speech=0.0)
-            await session._play(reply_with_a_gap(), marks, _Spoken())
+            marks = Milestones(end_of_speech=0.0)
+            await session.player.play(reply_with_a_gap(), marks, Spoken())
             await asyncio.sleep(0.6)
         finally:
             events.cancel()
