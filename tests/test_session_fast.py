@@ -1,0 +1,137 @@
+"""The session's logic with fakes (tests/fixtures/fakes.py): a real utterance through the real VAD and
+turn detector, a scripted recogniser, a tone "voice" and an in-memory headset. Milliseconds per test; the
+same paths with Whisper, piper and the simulated radio are in test_session.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from companion.config import Config
+from companion.engines import Engines
+from companion.events import EventHub, ReplyEvent, StateChanged, TranscriptEvent, TurnTimings
+from companion.protocol import Button, DeviceState
+from companion.session import Session
+from tests.fixtures.conditions import until
+from tests.fixtures.fakes import FakeLink, FakeRecognizer, FakeTTS, speech
+from tests.fixtures.session_rig import next_event
+
+
+def _config(**session: object) -> Config:
+    # No audio end-of-turn model: the words decide (the model has its own tests).
+    return Config.model_validate({"turn": {"smart_turn": False}, "session": session})
+
+
+class FastRig:
+    def __init__(self, *texts: str, mode: str | None = None, **session: object) -> None:
+        self.link = FakeLink()
+        self.stt = FakeRecognizer(*texts)
+        self.tts = FakeTTS()
+        self.hub = EventHub()
+        self.events = self.hub.subscriber()
+        self.seen: list[object] = []
+        engines = Engines(stt=self.stt, tts=self.tts, llm=None)
+        self.session = Session.from_engines(
+            engines, self.link, _config(**session), hub=self.hub, mode=mode, earcons_enabled=False
+        )
+
+    async def next(self, kind: type, where=lambda e: True, timeout: float = 3.0):  # type: ignore[no-untyped-def]
+        return await next_event(self.events, kind, timeout, where, self.seen)
+
+    def states(self) -> list[str]:
+        return [e.state for e in self.seen if isinstance(e, StateChanged)]
+
+
+@pytest.fixture
+async def rig_factory() -> AsyncIterator:  # type: ignore[type-arg]
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(*texts: str, **kw: object) -> FastRig:
+        rig = FastRig(*texts, **kw)  # type: ignore[arg-type]
+        tasks.append(asyncio.create_task(rig.session.run()))
+        await until(lambda: rig.session.detector is not None, 2, "the session to start")
+        return rig
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_turn_is_answered_and_the_state_goes_round(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    rig = await rig_factory("What time is it?")
+    rig.link.speak(speech())
+    transcript = await rig.next(TranscriptEvent)
+    reply = await rig.next(ReplyEvent)
+    timings = await rig.next(TurnTimings)
+    assert transcript.text == "What time is it?"
+    assert reply.intent == "time" and not reply.interrupted
+    assert rig.tts.spoken and rig.link.played  # the skill's words were synthesised and sent
+    assert rig.states()[:5] == ["idle", "listening", "thinking", "speaking", "idle"]
+    assert timings.first_audio_sent_ms is not None and timings.first_audio_played_ms is not None
+    await until(
+        lambda: rig.link.states and rig.link.states[-1] is DeviceState.IDLE, 1, "the LED back to idle"
+    )
+    assert rig.session.turns == 1
+
+
+async def test_the_volume_skill_acts_through_the_session_commands(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    rig = await rig_factory("Set the volume to 30.")
+    rig.link.speak(speech())
+    reply = await rig.next(ReplyEvent)
+    assert reply.intent.startswith("volume")
+    await until(lambda: 30 in rig.link.volumes, 1, "the headset told volume 30")
+    assert rig.session.commands.volume == 30 and rig.session.commands.status()["volume"] == 30
+
+
+async def test_commands_say_volume_listen_and_stop(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    rig = await rig_factory("", mode="tap_to_talk")
+    commands = rig.session.commands
+    assert commands.set_volume(140) == 100  # clamped
+    await until(lambda: rig.link.volumes[-1:] == [100], 1, "the headset told volume 100")
+    assert await commands.say("Hello there.") == "played"
+    said = await rig.next(ReplyEvent)
+    assert (said.text, said.intent, said.interrupted) == ("Hello there.", "say", False)
+    await commands.listen(True)
+    assert rig.link.listens == [True] and rig.session.state is DeviceState.LISTENING
+    await commands.listen(False)
+    assert rig.link.listens == [True, False] and rig.session.state is DeviceState.IDLE
+    rig.link.hold_playback = True  # the next announcement keeps playing until stopped
+    spoken = commands.queue_say("A long announcement that plays on and on.")
+    await rig.next(StateChanged, where=lambda e: e.state == "speaking")
+    await commands.stop()
+    assert await spoken in ("stopped", "cut")
+    assert rig.link.aborts == 1
+
+
+async def test_a_button_tap_interrupts_the_reply(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    rig = await rig_factory("What can you do?")  # the help skill: a long reply
+    rig.link.hold_playback = True
+    rig.link.speak(speech())
+    await rig.next(StateChanged, where=lambda e: e.state == "speaking")
+    rig.link.press(Button.TAP)
+    reply = await rig.next(ReplyEvent)
+    assert reply.interrupted and rig.link.aborts == 1
+    await until(lambda: rig.session.state is DeviceState.LISTENING, 1, "listening again")
+
+
+async def test_push_to_talk_ends_the_turn_on_release(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    rig = await rig_factory("What time is it?", mode="push_to_talk")
+    rig.link.press(Button.PRESS)
+    await until(lambda: rig.link.listens == [True], 1, "the mic opened")
+    rig.link.speak(speech(silence_s=0.0))  # no silence after it: the release ends the turn
+    await until(lambda: rig.link._audio.empty(), 2, "the audio read")
+    rig.link.press(Button.RELEASE)
+    transcript = await rig.next(TranscriptEvent)
+    assert transcript.text == "What time is it?"
+    assert rig.link.listens[-1] is False
+
+
+async def test_mic_is_ignored_while_not_listening(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    rig = await rig_factory("What time is it?", mode="tap_to_talk")
+    rig.link.speak(speech())
+    await until(lambda: rig.link._audio.empty(), 2, "the audio read")
+    await asyncio.sleep(0.05)  # a window in which no turn may start: nothing is listening
+    assert not rig.stt.calls and rig.session.turns == 0
