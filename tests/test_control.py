@@ -29,6 +29,7 @@ from companion.control_socket import (
     parse_request,
     request,
 )
+from tests.fixtures.conditions import until
 
 # ----- parsing
 
@@ -139,14 +140,13 @@ async def test_idle_clients_are_closed(sock_path: Path) -> None:
         assert "idle" in reply["error"]
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
-        await asyncio.sleep(0.05)
-        assert not server._clients
+        await until(lambda: not server._clients, 2, "the server to let the client go")
 
 
 async def test_too_many_clients_are_turned_away(sock_path: Path) -> None:
-    async with ControlServer(_echo, sock_path, max_clients=2):
+    async with ControlServer(_echo, sock_path, max_clients=2) as server:
         held = [await asyncio.open_unix_connection(str(sock_path)) for _ in range(2)]
-        await asyncio.sleep(0.05)
+        await until(lambda: len(server._clients) == 2, 2, "both clients to be served")
         reply = await request({"cmd": "status"}, sock_path, timeout=5)
         assert reply["ok"] is False and "busy" in reply["error"]
         for _, w in held:
@@ -255,7 +255,7 @@ async def test_say_replies_when_queued_and_the_service_owns_the_speech() -> None
     waiting = asyncio.ensure_future(
         service.commands.handle(parse_request(b'{"cmd":"say","text":"hi","wait":true}'))
     )
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # a window in which the reply must not come
     assert not waiting.done()  # still speaking: the reply waits for it
     waiting.cancel()
     for task in session.tasks:

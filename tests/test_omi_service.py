@@ -12,9 +12,10 @@ from companion.config import Config
 from companion.engines import Engines
 from companion.events import ErrorEvent, ReplyEvent, StateChanged, TranscriptEvent, TurnTimings
 from companion.gestures import Act, omi_gesture
-from companion.protocol import Button
+from companion.protocol import Button, DeviceState
 from companion.service import Service
 from firmware_sim import HeadsetConfig, SimWorld
+from tests.fixtures.session_rig import next_event
 from tests.fixtures.sim import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_backoff")]
@@ -32,6 +33,8 @@ async def _serve(config: Config, whisper_stt, piper_tts):  # type: ignore[no-unt
     events = service.hub.subscriber()
     task = asyncio.create_task(service.run(lambda _: None))
     await until(lambda: any(d.session is not None for d in service.devices.values()), 20, "a session")
+    session = next(d.session for d in service.devices.values() if d.session is not None)
+    await until(lambda: session.mic.clock[0] > 0.1, 10, "the session to receive mic audio")
     return service, events, task
 
 
@@ -41,16 +44,6 @@ async def _stop(task: asyncio.Task) -> None:  # type: ignore[type-arg]
     assert done, "the service did not stop"
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def _next(events, kind, timeout: float = 30.0, seen=None):  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while True:
-            event = await events.get()
-            if seen is not None:
-                seen.append(event)
-            if isinstance(event, kind):
-                return event
 
 
 async def test_an_omi_under_the_service_speaks_on_the_local_sound_device(
@@ -65,11 +58,10 @@ async def test_an_omi_under_the_service_speaks_on_the_local_sound_device(
             dev = next(iter(service.devices.values()))
             session = dev.session
             assert session is not None and session.speaker is not session.link  # wired by the service
-            await asyncio.sleep(0.3)
             await headset.mic.say(synth_speech("What time is it?"))
             seen: list = []
-            reply = await _next(events, ReplyEvent, seen=seen)
-            timings = await _next(events, TurnTimings, seen=seen)
+            reply = await next_event(events, ReplyEvent, seen=seen)
+            timings = await next_event(events, TurnTimings, seen=seen)
             played = session.speaker.counters()["samples_played"]
         finally:
             await _stop(task)
@@ -87,19 +79,19 @@ async def test_omi_taps_talk_and_stop_in_push_to_talk(
         config = Config()
         config.session.earcons = False
         config.session.mode = "push_to_talk"
-        _, events, task = await _serve(config, whisper_stt, piper_tts)
+        service, events, task = await _serve(config, whisper_stt, piper_tts)
         try:
-            await asyncio.sleep(0.3)
+            session = next(d.session for d in service.devices.values() if d.session is not None)
             await headset.mic.say(synth_speech("What time is it?"))  # mic closed: not heard
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # a window in which nothing may be heard
             headset.press(Button.TAP)  # tap to talk (its release 40 ms later must not end the turn)
-            await asyncio.sleep(0.3)
+            await until(lambda: session.state is DeviceState.LISTENING, 3, "the tap to open the mic")
             speech = synth_speech("What is the date today?")
             await headset.mic.say(speech)
             await asyncio.sleep(len(speech) / 16000 + 0.1)
             headset.press(Button.TAP)  # tap to stop: the turn ends now
-            transcript = await _next(events, TranscriptEvent)
-            reply = await _next(events, ReplyEvent)
+            transcript = await next_event(events, TranscriptEvent)
+            reply = await next_event(events, ReplyEvent)
         finally:
             await _stop(task)
     assert "date" in transcript.text.lower()
@@ -115,14 +107,13 @@ async def test_omi_double_tap_stops_a_reply(
         config.session.earcons = False
         _, events, task = await _serve(config, whisper_stt, piper_tts)
         try:
-            await asyncio.sleep(0.3)
             await headset.mic.say(synth_speech("What can you do?"))  # the help skill: a long reply
             async with asyncio.timeout(30):
                 while not (isinstance(e := await events.get(), StateChanged) and e.state == "speaking"):
                     pass
             await asyncio.sleep(0.6)
             headset.press(Button.DOUBLE_TAP)
-            reply = await _next(events, ReplyEvent, timeout=10)
+            reply = await next_event(events, ReplyEvent, timeout=10)
             assert reply.interrupted
             # the service stopping in the middle of a barge-in must not swallow its own cancellation
             await headset.mic.say(synth_speech("What can you do?"))

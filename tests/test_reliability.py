@@ -89,7 +89,7 @@ async def test_a_drop_while_sending_raises_the_links_own_error(world: SimWorld, 
                 await asyncio.sleep(0)
 
         play = asyncio.create_task(link.play(reply()))
-        await asyncio.sleep(0.4)
+        await until(lambda: hs.speaker.played_samples > 3200, 5, "the reply to be playing at the headset")
         assert not play.done()
         hs.power_off() if fault == "power" else hs.go_out_of_range()
         with pytest.raises(LinkError) as info:
@@ -129,7 +129,7 @@ async def test_session_survives_a_drop_mid_reply(world, whisper_stt, piper_tts, 
         assert not rig.task.done(), "the session ended with its headset"
         assert rig.session.state is DeviceState.IDLE
         reply = await rig.ask(synth_speech("What time is it?"), intent="time")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a window in which the session must not end
         assert not rig.task.done()
     assert cut.interrupted and not reply.interrupted
     history = [m.content for m in rig.session.conversation.messages()]
@@ -144,11 +144,11 @@ async def test_a_timer_set_before_a_power_cycle_rings_after_reconnect(
     async with Rig(world, whisper_stt, piper_tts) as rig:
         reply = await rig.ask(synth_speech("Set a timer for two seconds."))
         assert reply.intent == "timer.set"
-        await asyncio.sleep(0.2)
+        await until(lambda: rig.session.state is DeviceState.IDLE, 3, "the reply to finish")
         await rig.headset.power_cycle(3.5)  # the timer falls due while the headset is off
         back = await rig.next(Availability, timeout=10, where=lambda e: e.online)
         rang = await rig.next(ReplyEvent, timeout=10, where=lambda e: e.intent == "announcement")
-        await asyncio.sleep(0.3)
+        await until(lambda: rig.headset.speaker.events, 3, "the ring at the headset's speaker")
         played = rig.headset.speaker.events
     assert back.online and "timer" in rang.text.lower() and not rang.interrupted
     assert played, "nothing reached the headset's speaker after it came back"

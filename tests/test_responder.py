@@ -18,6 +18,7 @@ from companion.llm.memory import Conversation
 from companion.llm.openai_backend import OpenAIBackend
 from companion.llm.responder import Responder
 from companion.llm.skills import SkillsResponder
+from tests.fixtures.conditions import until
 from tests.test_skills import Session
 
 
@@ -226,7 +227,7 @@ async def test_prepared_llm_reply_is_prefetched_and_reused(session: Session) -> 
     r = make(session, llm)
     prepared = r.prepare("Tell me something.")
     assert prepared.source == "llm"
-    await asyncio.sleep(0.01)
+    await until(lambda: llm.produced == 2, 2, "the prefetch to buffer the reply")
     assert llm.produced == 2 and r.conversation.turns == []  # buffered, not remembered
     assert llm.calls[0][-1] == Message("user", "Tell me something.")
     assert await collect(r.respond("Tell me something.", prepared)) == ["Pre", "fetched."]
@@ -241,8 +242,7 @@ async def test_stale_preparation_is_cancelled_and_redone(session: Session) -> No
     await asyncio.sleep(0.05)
     stream = r.respond("Tell me about cats.", prepared)
     assert prepared.closed
-    await asyncio.sleep(0.02)
-    assert llm.closed == 1  # the speculative request is gone
+    await until(lambda: llm.closed == 1, 2, "the speculative request to close")
     assert await anext(stream) == " w0"
     await stream.aclose()
     assert llm.calls[1][-1].content == "Tell me about cats."
@@ -271,7 +271,7 @@ async def test_preparation_made_before_the_conversation_changed_is_not_used(sess
     llm = ScriptedLLM(["fresh"])
     r = make(session, llm)
     prepared = r.prepare("Hello.")
-    await asyncio.sleep(0.01)  # the prefetch ran
+    await until(lambda: llm.produced == 1, 2, "the prefetch to run")
     r.conversation.add_user("something else happened")
     await collect(r.respond("Hello.", prepared))
     assert len(llm.calls) == 2 and prepared.closed

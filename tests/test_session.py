@@ -34,7 +34,7 @@ async def test_a_spoken_question_gets_a_spoken_answer(world, whisper_stt, piper_
         transcript = await rig.next(TranscriptEvent)
         reply = await rig.next(ReplyEvent)
         timings = await rig.next(TurnTimings)
-        await asyncio.sleep(0.2)
+        await until(lambda: rig.headset.state is DeviceState.IDLE, 3, "the headset's LED back to idle")
     assert "time" in transcript.text.lower()
     assert reply.intent == "time" and not reply.interrupted
     assert any(ch.isdigit() for ch in reply.text)
@@ -88,11 +88,19 @@ async def test_button_barge_in_stops_playback_within_150_ms(
     async with SessionRig(world, whisper_stt, piper_tts) as rig:
         await rig.headset.mic.say(synth_speech("What can you do?"))  # the help skill: a long reply
         await rig.next(StateChanged, where=lambda e: e.state == "speaking")
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # the stimulus: a press 0.6 s into the reply
         t_press = rig.headset.clock()
         rig.headset.press(Button.TAP)
         reply = await rig.next(ReplyEvent)
-        await asyncio.sleep(0.3)
+        # The headset's own record: the abort reached it, and the recording runs on past the 150 ms mark.
+        await until(
+            lambda: (
+                any(e.event is PlaybackEvent.ABORTED for e in rig.headset.speaker.events)
+                and rig.headset.clock() > t_press + 0.45
+            ),
+            5,
+            "the abort at the headset",
+        )
         events = list(rig.headset.speaker.events)
         played_after = rig.recording.right[int(t_press * 16000) + int(0.15 * 16000) :]
     assert reply.interrupted
