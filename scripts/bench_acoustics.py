@@ -85,10 +85,9 @@ class Rig:
         self._link_cm = sim_link(self.headset.address)
         self.link = await self._link_cm.__aenter__()
         e = self.engines
-        self.session = Session(
-            self.link, stt=e.stt, tts=e.tts, llm=e.llm, config=self.config, hub=self.hub,
-            earcons_enabled=False, mode=self.mode,
-        )  # fmt: skip
+        self.session = Session.from_engines(
+            e, self.link, self.config, hub=self.hub, earcons_enabled=False, mode=self.mode
+        )
         aec = self.session.mic.aec
         if aec is not None:  # measure the canceller where only echo reaches the mic
             process = aec.process

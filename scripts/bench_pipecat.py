@@ -193,15 +193,7 @@ class CompanionUnderTest:
     async def serving(self, link):
         from companion.session import Session
 
-        session = Session(
-            link,
-            stt=self.engines.stt,
-            tts=self.engines.tts,
-            llm=self.engines.llm,
-            config=self.config,
-            hub=self.hub,
-            earcons_enabled=False,
-        )
+        session = Session.from_engines(self.engines, link, self.config, hub=self.hub, earcons_enabled=False)
         task = asyncio.create_task(session.run())
         try:
             yield

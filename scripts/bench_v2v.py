@@ -66,15 +66,7 @@ async def one_headset(world, engines, config, index: int, turns: int, pause_s: f
     hub = EventHub()
     events = hub.subscriber()
     async with sim_link(hs.address) as link:
-        session = Session(
-            link,
-            stt=engines.stt,
-            tts=engines.tts,
-            llm=engines.llm,
-            config=config,
-            hub=hub,
-            earcons_enabled=False,
-        )
+        session = Session.from_engines(engines, link, config, hub=hub, earcons_enabled=False)
         task = asyncio.create_task(session.run())
         recording = hs.start_recording()
         timings: list[TurnTimings] = []
