@@ -65,7 +65,10 @@ __all__ = [
 
 
 class CommandHandler(Protocol):
-    """What the service does with commands from MQTT; ``device`` is the :func:`device_id`."""
+    """What the service does with commands from MQTT; ``device`` is the :func:`device_id`.
+
+    The service passes its `companion.commands.DeviceCommands`, the dispatcher the control socket uses
+    too, so a command does the same whichever way it arrives."""
 
     async def say(self, device: str, text: str) -> None: ...
 
