@@ -6,7 +6,7 @@ both satisfy it, so everything above them is written once against this seam (and
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -38,3 +38,11 @@ class SpeechRecognizer(Protocol):
     async def aclose(self) -> None:
         """Release worker threads and connections."""
         ...
+
+
+if TYPE_CHECKING:  # both engines satisfy the seam: mypy checks this, nothing runs it
+    from companion.remote.engines import RemoteSTT
+    from companion.stt.whisper import WhisperSTT
+
+    def _both_are_recognisers(local: WhisperSTT, remote: RemoteSTT) -> list[SpeechRecognizer]:
+        return [local, remote]
