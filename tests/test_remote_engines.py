@@ -30,6 +30,7 @@ from companion.remote.pool import AllEndpointsFailed, Endpoint, EndpointPool
 from companion.stt.text import wer
 from companion.tts import create_tts, synthesize
 from firmware_sim import SimWorld
+from tests.fixtures.session_rig import SessionRig
 from tests.fixtures.speech import Utterance
 from tests.fixtures.wyoming import (
     ServerProcess,
@@ -38,7 +39,6 @@ from tests.fixtures.wyoming import (
     start_companion_serve,
     start_wyoming_faster_whisper,
 )
-from tests.test_session import Rig
 
 UTTERANCES = ["coquitts_2.wav", "mfa_12.wav", "coquitts_8.wav", "mfa_5.wav", "mfa_14.wav", "coquitts_4.wav"]
 
@@ -225,7 +225,7 @@ async def test_session_loses_no_turn_when_a_server_dies_and_speaks_the_fallback_
     stt = RemoteSTT([serve_process.uri, faster_whisper_wyoming.uri], deadline_s=30.0)
     await stt.astart()
     config = Config()
-    async with SimWorld() as world, Rig(world, stt, piper_tts, config) as rig:
+    async with SimWorld() as world, SessionRig(world, stt, piper_tts, config=config) as rig:
         # Turn 1 with both servers; turn 2 after the preferred one was killed.
         for i, (question, intent) in enumerate(
             (("What time is it?", "time"), ("What is the date today?", "date"))
