@@ -151,6 +151,7 @@ async def run(args) -> dict:
     finally:
         sampling = False
         await sampler
+        stt_paths = engines.stt.stats() if hasattr(engines.stt, "stats") else {}
         await engines.aclose()
     wall = time.monotonic() - t0
     cpu = proc.cpu_percent(None)
@@ -176,6 +177,7 @@ async def run(args) -> dict:
         "unanswered": unanswered,
         "stages_ms": stages,
         "stt_ms": {"p50": pct(stt, 50), "p95": pct(stt, 95)},
+        "stt_paths": stt_paths,
         "speculative_turns": sum(t.speculative for r in results for t in r["timings"]),
         "cpu_percent_of_one_core": round(cpu, 1),
         "rss_mb": {

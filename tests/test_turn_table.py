@@ -307,3 +307,42 @@ async def test_resumed_speech_cancels_the_speculative_model_call():
     finally:
         await det.aclose()
     assert not det._tasks
+
+
+class DraftingSTT(ScriptedSTT):
+    """As ScriptedSTT, with the local Whisper's draft and re-read calls: a draft of a text in `suspect`
+    comes back flagged, and the re-read gives `reread[n]`."""
+
+    def __init__(self, texts: dict[int, str], suspect: set[str], reread: dict[int, str]) -> None:
+        super().__init__(texts)
+        self.suspect = suspect
+        self.reread = reread
+        self.drafts: list[int] = []
+        self.rereads: list[int] = []
+
+    async def atranscribe_draft(self, pcm: np.ndarray) -> Transcript:
+        result = await self.atranscribe(pcm)
+        self.drafts.append(bursts(pcm))
+        return Transcript(result.text, result.audio_s, 1.0, "fast", suspect=result.text in self.suspect)
+
+    async def areread(self, pcm: np.ndarray) -> Transcript:
+        n = bursts(pcm)
+        self.rereads.append(n)
+        return Transcript(self.reread.get(n, ""), len(pcm) / SR, 5.0, "short+stock")
+
+
+async def test_a_suspect_draft_is_not_offered_and_only_the_final_pass_re_reads_it():
+    # "5 5 5 5" is the fast path looping on "five five": the draft at the pause is not offered, the turn's
+    # final pass re-reads the same audio once and the turn carries the re-read.
+    stt = DraftingSTT({1: "5 5 5 5"}, suspect={"5 5 5 5"}, reread={1: "5, 5."})
+    r = await run(detector(stt, recognised=False), quiet(0.3), speech(0.8), quiet(1.0))
+    [turn] = r.turns
+    assert turn.text == "5, 5." and stt.drafts == [1] and stt.rereads == [1]
+    assert not [e for e in r.events if isinstance(e, Hypothesis)]
+
+
+async def test_a_suspect_draft_made_stale_by_more_speech_costs_no_re_read():
+    stt = DraftingSTT({1: "No no", 2: "No, no, not that one."}, suspect={"No no"}, reread={1: "No no."})
+    r = await run(detector(stt), quiet(0.3), speech(0.5), quiet(0.15), speech(1.0), quiet(1.5))
+    [turn] = r.turns
+    assert turn.text == "No, no, not that one." and 1 in stt.drafts and stt.rereads == []

@@ -15,7 +15,7 @@ Where the words leave the end unsure (a complete-looking sentence that no skill 
 question, an unknown command, or a hesitation's first half), an audio end-of-turn model (`SmartTurn`, given
 as `end_model`) reads the voice: "finished" ends the turn at the normal silence, "not finished" holds it
 `unsure_ms`. Without the model, short unsure transcripts are held and longer ones end (text only). The
-full table is `TurnDetector._decide`.
+full table is `companion.stt.decision.decide`; the events given out are in `companion.stt.turn_events`.
 
 All times are seconds on the audio clock of the frames given to `feed`. Between frames the clock is
 extrapolated with the wall clock, which is exact for a live stream.
@@ -27,86 +27,33 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechResumed, SpeechStarted
-from companion.stt.text import looks_complete
+from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue
+from companion.stt.turn_events import EndModel, Hypothesis, Turn, TurnEvent
 from companion.stt.whisper import Transcript, WhisperSTT
 
 __all__ = ["UNSURE_MAX_WORDS", "EndModel", "Hypothesis", "Turn", "TurnDetector", "TurnEvent", "text_cue"]
 
 log = logging.getLogger(__name__)
 
-# Transcripts up to this many words that `recognised` rejects wait `unsure_ms`: hesitation fragments
-# that read complete are short ("what is that", "turn the volume"); long sentences are not held.
-UNSURE_MAX_WORDS = 5
-
-
-class EndModel(Protocol):
-    """An audio end-of-turn model (`companion.stt.smart_turn.SmartTurn`)."""
-
-    async def aprobability(self, pcm: np.ndarray) -> float: ...
-
-
-def text_cue(text: str, recognised: Callable[[str], bool] | None) -> str:
-    """What the words say about the end of the turn: "empty" (no words), "fragment" (cannot end there:
-    "set a timer for"), "command" (a skill understands it outright) or "open" (reads complete, but nothing
-    recognises it: an open question, an unknown command, or a hesitation's first half)."""
-    if not text.strip():
-        return "empty"
-    if not looks_complete(text):
-        return "fragment"
-    if recognised is not None and recognised(text):
-        return "command"
-    return "open"
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A speculative transcript of the turn so far, ready while the wearer is still silent."""
-
-    text: str
-    t_end_of_speech: float
-
-
-@dataclass(frozen=True, eq=False)
-class Turn:
-    """A finished user turn, times on the audio clock.
-
-    `audio` runs from the pre-roll before the first word to a short tail after the last;
-    `t_end_of_turn` is when the turn was decided, `t_stt_done` when its transcript was ready (often
-    before the end of the turn: it was made speculatively at the pause); `stt_ms` is the
-    transcription's own duration. `reason`: "complete", "held" (short and unrecognised, then
-    `unsure_ms` of silence), "fallback" (a fragment, then `fallback_ms` of silence), "audio" (unsure
-    words, the audio model said finished) or "forced" (`end_turn()`, or the utterance reached its maximum
-    length). `p_complete`: the audio model's answer, when it was asked.
-    """
-
-    text: str
-    audio: np.ndarray = field(repr=False)
-    t_end_of_speech: float
-    t_end_of_turn: float
-    stt_ms: float
-    t_stt_done: float
-    reason: str = "complete"
-    p_complete: float | None = None
-
-
-TurnEvent = Hypothesis | Turn | SpeechStarted
-
 
 @dataclass(eq=False)
 class _Job:
-    """One transcription of the turn audio [start, end) in the STT worker."""
+    """One transcription of the turn audio [start, end) in the STT worker; a `draft` (made at a pause,
+    before the endpointer's decision) skips the short-clip re-read, which a final pass then does."""
 
     start: int
     end: int
     t_end_of_speech: float
     audio: np.ndarray
+    draft: bool = False
+    reread: bool = False  # the final pass of a suspect draft: the re-read alone
     result: Transcript | None = None
     t_done: float = 0.0
     offered: bool = False  # a Hypothesis went out for it
@@ -270,7 +217,9 @@ class TurnDetector:
         if ending is None:
             return
         ending.forced = True
-        if ending.job.result is not None:
+        if ending.job.result is not None and ending.job.result.suspect:
+            self._reread(ending)
+        elif ending.job.result is not None:
             self._finish(ending, max(self.endpointer.now, ending.job.t_done), "forced")
 
     def _on_speech_event(self, ev: object) -> None:
@@ -284,7 +233,7 @@ class TurnDetector:
             if self._turn_start is None:
                 self._turn_start = ev.start_sample
             self._drop_spec()
-            self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
+            self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech, draft=True)
         elif isinstance(ev, SpeechResumed):
             self._drop_spec()
         elif isinstance(ev, EndOfSpeech):
@@ -295,7 +244,9 @@ class TurnDetector:
                 self._drop_spec()
                 job = self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
             self._ending = _Ending(job, ev.t_decided, ev.forced)
-            if job.result is not None:
+            if job.result is not None and job.result.suspect:
+                self._reread(self._ending)
+            elif job.result is not None:
                 self._decide(self._ending, ev.t_decided)
 
     # -- transcription and audio-model jobs
@@ -316,12 +267,19 @@ class TurnDetector:
             log.warning("audio end-of-turn model unusable, text cues only: %s", e)
             self.end_model = None
 
-    def _start_job(self, end: int, t_end_of_speech: float) -> _Job:
+    def _start_job(self, end: int, t_end_of_speech: float, *, draft: bool = False) -> _Job:
         assert self._turn_start is not None
         audio = self.endpointer.audio(self._turn_start, end)
-        job = _Job(self._turn_start, end, t_end_of_speech, audio)
+        job = _Job(self._turn_start, end, t_end_of_speech, audio, draft=draft)
         job.task = self._own(self._transcribe(job), "turn-stt")
         return job
+
+    def _reread(self, ending: _Ending) -> None:
+        """The draft that ends the turn came back suspect (a short clip heard as silence or with a
+        repeat): transcribe the same audio again as a final pass, which may re-read it."""
+        old = ending.job
+        ending.job = self._spec = job = _Job(old.start, old.end, old.t_end_of_speech, old.audio, reread=True)
+        job.task = self._own(self._transcribe(job), "turn-stt")
 
     def _drop_spec(self) -> None:
         job, self._spec = self._spec, None
@@ -332,8 +290,12 @@ class TurnDetector:
                 task.cancel()  # a queued request is dropped; a running one finishes, unheard
 
     async def _transcribe(self, job: _Job) -> None:
+        # Only the local Whisper makes drafts (remote engines return final results, never suspect).
+        call = self.stt.atranscribe
+        if job.draft or job.reread:
+            call = getattr(self.stt, "atranscribe_draft" if job.draft else "areread", call)
         try:
-            job.result = await self.stt.atranscribe(job.audio)
+            job.result = await call(job.audio)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # surfaced to the consumer of events()
@@ -342,13 +304,17 @@ class TurnDetector:
         job.t_done = self.now()
         if self._closed or job is not self._spec:
             return  # stale: the wearer spoke again
+        ending = self._ending
+        if job.result.suspect:  # not offered: the final pass re-reads it
+            if ending is not None and ending.job is job:
+                self._reread(ending)
+            return
         job.cue = text_cue(job.result.text, self.recognised)
         if job.cue == "open" and self.end_model is not None:
             # The words leave the end open: ask the voice, from the turn's start to now (the silence so
             # far included, as the model was trained), while the endpointer's silence runs on.
             pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
             job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
-        ending = self._ending
         if ending is not None and ending.job is job:
             self._decide(ending, max(ending.t_decided, job.t_done))
         elif job.result.text:
@@ -375,46 +341,35 @@ class TurnDetector:
     # -- decisions
 
     def _decide(self, ending: _Ending, t: float) -> None:
-        """The decision table, once the endpointer's silence has run out and the words are known.
+        """Act on the decision table (`companion.stt.decision.decide`) for the transcript ending the turn.
 
-        | words (text_cue)   | audio model                  | decision                                  |
-        |--------------------|------------------------------|-------------------------------------------|
-        | any (forced)       | -                            | end now ("forced")                        |
-        | empty              | -                            | no turn                                   |
-        | fragment           | not asked                    | wait `fallback_ms` of silence ("fallback")|
-        | command            | not asked                    | end now ("complete")                      |
-        | open               | P >= threshold               | end now ("audio")                         |
-        | open               | P < threshold                | wait `unsure_ms` ("held")                 |
-        | open               | still running                | wait for it, at most `unsure_ms`          |
-        | open, no model     | -                            | short (<= 5 words): wait `unsure_ms`,     |
-        |                    |                              | longer: end now ("complete")              |
+        Only counts are logged, never the words: in wake mode this may be a bystander's speech.
         """
         job = ending.job
         result = job.result
         assert result is not None
         cue = job.cue or text_cue(result.text, self.recognised)
-        if ending.forced:
-            self._finish(ending, t, "forced")
-        elif cue == "empty":
+        decision = decide(
+            cue,
+            len(result.text.split()),
+            forced=ending.forced,
+            model_asked=job.model_task is not None,
+            p_complete=job.p_complete,
+            threshold=self.threshold,
+            unsure_s=self.unsure_s,
+            fallback_s=self.fallback_s,
+            text_rule=self.recognised is not None,
+        )
+        if decision.action == "drop":
             log.debug("speech without words (noise?): no turn")
             self._reset()
-        elif cue == "fragment":
-            self._wait(ending, self.fallback_s, "fallback")
-        elif cue == "command" or not self.unsure_s:
-            self._finish(ending, t, "complete")
-        elif job.model_task is not None and job.p_complete is not None:
-            if job.p_complete >= self.threshold:
-                self._finish(ending, t, "audio")
-            else:
-                log.debug("%r: the voice says unfinished (P=%.2f), held", result.text, job.p_complete)
-                self._wait(ending, self.unsure_s, "held")
-        elif job.model_task is not None and cue == "open":
-            self._wait(ending, self.unsure_s, "held")  # the model's answer re-decides
-        elif self.recognised is not None and len(result.text.split()) <= UNSURE_MAX_WORDS:
-            log.debug("%r: short and unrecognised, held for more speech", result.text)
-            self._wait(ending, self.unsure_s, "held")
+        elif decision.action == "wait":
+            if decision.reason == "held":
+                p = "-" if job.p_complete is None else f"{job.p_complete:.2f}"
+                log.debug("%d words (%s, P=%s) held for more speech", len(result.text.split()), cue, p)
+            self._wait(ending, decision.wait_s, decision.reason)
         else:
-            self._finish(ending, t, "complete")
+            self._finish(ending, t, decision.reason)
 
     def _wait(self, ending: _Ending, wait_s: float, reason: str) -> None:
         """Offer the transcript, then wait for more speech or for `wait_s` of silence."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import re
 import threading
@@ -38,6 +39,8 @@ _LOGPROB_FLOOR = -1.0
 _FIRST_CAP = (6, 5.0)  # tokens allowed in the first decode: a + b * seconds of audio
 _CHUNK_TOKENS = 12  # decode this many more tokens at a time once the first chunk is used up
 _SILENCE_PEAK = 64  # int16 peak below which audio is treated as silence without running the model
+log = logging.getLogger(__name__)
+
 _SHORT_S = 3.0  # clips up to this long are checked for the short window's failure modes (see _suspect)
 _SPEECH_PEAK = 0.03  # about -30 dBFS: a clip this loud that reads as silence is suspect
 # Phrases Whisper is known to invent on silence or noise; dropped only when no_speech_prob is also high.
@@ -54,13 +57,14 @@ class ModelNotAvailable(RuntimeError):
 class Transcript:
     """One recognition result. `path` says how it was made: "fast", "fast+trim" (a loop cut), "stock",
     "short+stock" (a short clip the fast path got suspiciously: see `WhisperSTT._suspect`), or "silence"
-    (nothing said)."""
+    (nothing said). `suspect`: a draft (`transcribe(..., draft=True)`) that a final pass would re-read."""
 
     text: str
     audio_s: float
     stt_ms: float
     path: str
     no_speech_prob: float = 0.0
+    suspect: bool = False
 
 
 def trim_loop(ids: list[int], n: int = 4, max_repeats: int = 4) -> list[int]:
@@ -167,6 +171,8 @@ class WhisperSTT:
         self._language = "en"
         self._load_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._stats: dict[str, list[float]] = {}  # path -> [calls, total ms]: what the benchmarks report
+        self._stats_lock = threading.Lock()
 
     # -- loading
 
@@ -276,6 +282,28 @@ class WhisperSTT:
         work = functools.partial(self.transcribe, pcm, progress)
         return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
 
+    async def atranscribe_draft(self, pcm: np.ndarray) -> Transcript:
+        """A speculative pass (`transcribe(pcm, draft=True)`) in the worker thread: the fast path only.
+
+        A draft may be made stale by more speech, so it never pays for the short-clip re-read (about
+        seven fast passes' time) that would hold up the final pass queued behind it; a result that would
+        have been re-read comes back with `suspect` set, and the caller re-reads it only if it is final.
+        """
+        self._require()
+        work = functools.partial(self.transcribe, pcm, draft=True)
+        return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
+
+    async def areread(self, pcm: np.ndarray) -> Transcript:
+        """The re-read a `suspect` draft skipped (the stock 30 s window), in the worker thread."""
+        self._require()
+        return await asyncio.get_running_loop().run_in_executor(self._worker(), self._reread, pcm)
+
+    def _reread(self, pcm: np.ndarray) -> Transcript:
+        result = self.transcribe_stock(pcm)
+        return self._count(
+            Transcript(result.text, result.audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
+        )
+
     def close(self) -> None:
         """Stop the worker thread (waits for a running request). The model stays loaded."""
         executor, self._executor = self._executor, None
@@ -287,16 +315,41 @@ class WhisperSTT:
         if self._executor is not None:
             await asyncio.to_thread(self.close)
 
+    # -- counters
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Calls and milliseconds spent per path ("fast", "short+stock", ...) since load: the benchmarks
+        print them to show where the recogniser's time goes (a re-read costs several fast passes)."""
+        with self._stats_lock:
+            return {p: {"calls": int(c), "ms": round(ms, 1)} for p, (c, ms) in self._stats.items()}
+
+    def _count(self, result: Transcript) -> Transcript:
+        with self._stats_lock:
+            entry = self._stats.setdefault(result.path, [0, 0.0])
+            entry[0] += 1
+            entry[1] += result.stt_ms
+        return result
+
     # -- recognition
 
     def transcribe(
-        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None = None
+        self,
+        pcm: np.ndarray,
+        progress: Callable[[float, float], None] | None = None,
+        *,
+        draft: bool = False,
     ) -> Transcript:
         """Recognise one utterance (mono 16 kHz, int16 or float32). Blocking.
 
         Audio over 30 s goes through stock faster-whisper window by window; ``progress(done_s, total_s)``
-        is called (in this thread) after each window.
+        is called (in this thread) after each window. A `draft` skips the short-clip re-read and marks
+        its result `suspect` instead (see `atranscribe_draft`).
         """
+        return self._count(self._recognise(pcm, progress, draft))
+
+    def _recognise(
+        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None, draft: bool
+    ) -> Transcript:
         t0 = time.perf_counter()
         audio = _as_float(pcm)
         model = self._require()
@@ -310,8 +363,13 @@ class WhisperSTT:
         text, path, nsp = self._fast(model, audio, frames)
         if audio_s <= _SHORT_S and self._suspect(text, audio):
             # A short window around a short answer may lose it ("yes" scored as silence) or loop on it
-            # ("five" as "5 5 5 5"); the stock 30 s window does neither. Short audio only, so it is cheap
-            # enough, and only when the fast result looks wrong.
+            # ("five" as "5 5 5 5"); the stock 30 s window does neither. Short audio only, only when the
+            # fast result looks wrong, and only for a final pass: it costs several fast passes.
+            reason = "repeat" if text else "silence"
+            if draft:
+                log.debug("short draft (%.2f s) heard with a %s: suspect, not re-read", audio_s, reason)
+                return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, path, nsp, suspect=True)
+            log.debug("short clip (%.2f s) heard with a %s: re-read with the 30 s window", audio_s, reason)
             result = self._stock(audio, t0)
             return Transcript(result.text, audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
         return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, path, nsp)
