@@ -42,6 +42,7 @@ _CHUNK_TOKENS = 12  # decode this many more tokens at a time once the first chun
 _SILENCE_PEAK = 64  # int16 peak below which audio is treated as silence without running the model
 log = logging.getLogger(__name__)
 
+_MAX_PREVIOUS = 100  # tokens of committed text given as the previous-text prompt
 _SHORT_S = 3.0  # clips up to this long are checked for the short window's failure modes (see _suspect)
 _SPEECH_PEAK = 0.03  # about -30 dBFS: a clip this loud that reads as silence is suspect
 # Phrases Whisper is known to invent on silence or noise; dropped only when no_speech_prob is also high.
@@ -236,24 +237,26 @@ class WhisperSTT:
         work = functools.partial(self.transcribe, pcm, progress)
         return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
 
-    async def atranscribe_draft(self, pcm: np.ndarray) -> Transcript:
-        """A speculative pass (`transcribe(pcm, draft=True)`) in the worker thread: the fast path only.
+    async def apass(self, pcm: np.ndarray, kind: str = "final", *, after: str = "") -> Transcript:
+        """One pass of the turn detector's, in the worker thread: "draft" (at a pause, may go stale),
+        "final" (the turn's audio) or "reread" (the final pass of a suspect draft).
 
-        A draft may be made stale by more speech, so it never pays for the short-clip re-read (about
-        seven fast passes' time) that would hold up the final pass queued behind it; a result that would
-        have been re-read comes back with `suspect` set, and the caller re-reads it only if it is final.
+        A draft never pays for the short-clip re-read (about four fast passes' time), which would hold up
+        the final pass queued behind it: a result that would have been re-read comes back `suspect`, and
+        the caller re-reads it only if it is final. `after` is the turn's text already committed before
+        this audio (the previous-text prompt Whisper conditions on); the result holds only the new words.
         """
         self._require()
-        work = functools.partial(self.transcribe, pcm, draft=True)
+        if kind not in ("draft", "final", "reread"):
+            raise ValueError(f"kind must be draft, final or reread, not {kind!r}")
+        work = functools.partial(self._pass, pcm, kind, after)
         return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
 
-    async def areread(self, pcm: np.ndarray) -> Transcript:
-        """The re-read a `suspect` draft skipped (the stock 30 s window), in the worker thread."""
-        self._require()
-        return await asyncio.get_running_loop().run_in_executor(self._worker(), self._reread, pcm)
-
-    def _reread(self, pcm: np.ndarray) -> Transcript:
-        result = self.transcribe_stock(pcm)
+    def _pass(self, pcm: np.ndarray, kind: str, after: str) -> Transcript:
+        if kind != "reread":
+            return self._count(self._recognise(pcm, None, kind == "draft", after), kind)
+        t0 = time.perf_counter()
+        result = self._stock(_as_float(pcm), t0, after=after)
         reread = Transcript(result.text, result.audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
         return self._count(reread, "reread")
 
@@ -298,12 +301,12 @@ class WhisperSTT:
 
         Audio over 30 s goes through stock faster-whisper window by window; ``progress(done_s, total_s)``
         is called (in this thread) after each window. A `draft` skips the short-clip re-read and marks
-        its result `suspect` instead (see `atranscribe_draft`).
+        its result `suspect` instead (see `apass`).
         """
         return self._count(self._recognise(pcm, progress, draft), "draft" if draft else "final")
 
     def _recognise(
-        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None, draft: bool
+        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None, draft: bool, after: str = ""
     ) -> Transcript:
         t0 = time.perf_counter()
         audio = _as_float(pcm)
@@ -314,8 +317,8 @@ class WhisperSTT:
         content = len(audio) // _HOP + 1
         frames = self._window_frames(content)
         if frames is None:
-            return self._stock(audio, t0, progress)
-        text, path, nsp = self._fast(model, audio, frames)
+            return self._stock(audio, t0, progress, after=after)
+        text, path, nsp = self._fast(model, audio, frames, after)
         if audio_s <= _SHORT_S and self._suspect(text, audio):
             # A short window around a short answer may lose it ("yes" scored as silence) or loop on it
             # ("five" as "5 5 5 5"); the stock 30 s window does neither. Short audio only, only when the
@@ -325,7 +328,7 @@ class WhisperSTT:
                 log.debug("short draft (%.2f s) heard with a %s: suspect, not re-read", audio_s, reason)
                 return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, path, nsp, suspect=True)
             log.debug("short clip (%.2f s) heard with a %s: re-read with the 30 s window", audio_s, reason)
-            result = self._stock(audio, t0)
+            result = self._stock(audio, t0, after=after)
             return Transcript(result.text, audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
         return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, path, nsp)
 
@@ -353,11 +356,12 @@ class WhisperSTT:
         frames = max(int(self.min_window_s * 100), math.ceil(want / step) * step)
         return min(frames, _MAX_FRAMES)
 
-    def _prompt(self) -> list[int]:
+    def _prompt(self, after: str = "") -> list[int]:
         tok = self._tokenizer
-        return [*tok.sot_sequence, tok.no_timestamps]
+        previous = tok.encode(" " + after.strip())[-(_MAX_PREVIOUS):] if after.strip() else []
+        return [*([tok.sot_prev, *previous] if previous else []), *tok.sot_sequence, tok.no_timestamps]
 
-    def _fast(self, model: Any, audio: np.ndarray, frames: int) -> tuple[str, str, float]:
+    def _fast(self, model: Any, audio: np.ndarray, frames: int, after: str = "") -> tuple[str, str, float]:
         import ctranslate2
 
         features = model.feature_extractor(audio)  # (n_mels, content frames), log-mel, no 30 s padding
@@ -366,10 +370,16 @@ class WhisperSTT:
         else:
             features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
         encoded = model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
-        prompt = self._prompt()
+        prompt = self._prompt(after)
         if self.language is None and model.model.is_multilingual:
             lang_token, _ = model.model.detect_language(encoded)[0][0]
-            prompt = [self._tokenizer.sot, model.hf_tokenizer.token_to_id(lang_token), *prompt[2:]]
+            at = prompt.index(self._tokenizer.sot)
+            prompt = [
+                *prompt[:at],
+                self._tokenizer.sot,
+                model.hf_tokenizer.token_to_id(lang_token),
+                *prompt[at + 2 :],
+            ]
 
         # A first decode capped a little above the fastest speech rate, so a loop stops soon after it
         # starts; a fast talker who hits the cap gets a continuation (which re-reads the tokens so far:
@@ -425,7 +435,12 @@ class WhisperSTT:
         return bare in _SILENCE_HALLUCINATIONS and no_speech_prob > 0.3
 
     def _stock(
-        self, audio: np.ndarray, t0: float, progress: Callable[[float, float], None] | None = None
+        self,
+        audio: np.ndarray,
+        t0: float,
+        progress: Callable[[float, float], None] | None = None,
+        *,
+        after: str = "",
     ) -> Transcript:
         model = self._require()
         segments, _info = model.transcribe(
@@ -433,6 +448,7 @@ class WhisperSTT:
             language=self._language if self.language or not model.model.is_multilingual else None,
             beam_size=self.beam_size,
             without_timestamps=True,
+            initial_prompt=after.strip() or None,
         )
         texts: list[str] = []
         nsp = 0.0
