@@ -32,6 +32,8 @@ from companion.stt.loops import drop_restart, has_repeat, trim_loop
 
 __all__ = ["ModelNotAvailable", "Transcript", "WhisperSTT", "drop_restart", "has_repeat", "trim_loop"]
 
+log = logging.getLogger(__name__)
+
 SAMPLE_RATE = 16000
 _HOP = 160  # samples per mel frame
 _MAX_FRAMES = 3000  # Whisper's 30 s window
@@ -40,8 +42,6 @@ _LOGPROB_FLOOR = -1.0
 _FIRST_CAP = (6, 5.0)  # tokens allowed in the first decode: a + b * seconds of audio
 _CHUNK_TOKENS = 12  # decode this many more tokens at a time once the first chunk is used up
 _SILENCE_PEAK = 64  # int16 peak below which audio is treated as silence without running the model
-log = logging.getLogger(__name__)
-
 _MAX_PREVIOUS = 100  # tokens of committed text given as the previous-text prompt
 _SHORT_S = 3.0  # clips up to this long are checked for the short window's failure modes (see _suspect)
 _SPEECH_PEAK = 0.03  # about -30 dBFS: a clip this loud that reads as silence is suspect
@@ -59,7 +59,7 @@ class ModelNotAvailable(RuntimeError):
 class Transcript:
     """One recognition result. `path` says how it was made: "fast", "fast+trim" (a loop cut), "stock",
     "short+stock" (a short clip the fast path got suspiciously: see `WhisperSTT._suspect`), or "silence"
-    (nothing said). `suspect`: a draft (`transcribe(..., draft=True)`) that a final pass would re-read."""
+    (nothing said). `suspect`: a draft (`apass(pcm, "draft")`) that a final pass would re-read."""
 
     text: str
     audio_s: float
@@ -291,19 +291,14 @@ class WhisperSTT:
     # -- recognition
 
     def transcribe(
-        self,
-        pcm: np.ndarray,
-        progress: Callable[[float, float], None] | None = None,
-        *,
-        draft: bool = False,
+        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None = None
     ) -> Transcript:
         """Recognise one utterance (mono 16 kHz, int16 or float32). Blocking.
 
         Audio over 30 s goes through stock faster-whisper window by window; ``progress(done_s, total_s)``
-        is called (in this thread) after each window. A `draft` skips the short-clip re-read and marks
-        its result `suspect` instead (see `apass`).
+        is called (in this thread) after each window.
         """
-        return self._count(self._recognise(pcm, progress, draft), "draft" if draft else "final")
+        return self._count(self._recognise(pcm, progress, False), "final")
 
     def _recognise(
         self, pcm: np.ndarray, progress: Callable[[float, float], None] | None, draft: bool, after: str = ""
