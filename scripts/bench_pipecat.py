@@ -181,6 +181,7 @@ class CompanionUnderTest:
         from companion.events import EventHub
 
         self.config = load_config()
+        self.end_silence_ms = self.config.turn.end_silence_ms
         self.engines = await Engines.load(self.config, lambda m: print(m, file=sys.stderr))
         self.hub = EventHub()
         self.events = self.hub.subscriber()
@@ -217,6 +218,8 @@ class CompanionUnderTest:
                     {
                         "end_of_turn": event.end_of_turn_ms,
                         "transcript": event.stt_done_ms,
+                        "ready_in_silence": event.stt_done_ms is not None
+                        and event.stt_done_ms <= self.end_silence_ms + 10,
                         "tts_first_audio": event.tts_first_audio_ms,
                         "first_audio_sent": event.first_audio_sent_ms,
                     }
@@ -355,11 +358,12 @@ def summarise(rounds: list[dict]) -> dict:
                 if t["kind"] == kind and t["latency_ms"] is not None and not t["answered_early"]
             ]
             by_kind[kind] = {"p50": pct(vals, 50), "n": len(vals)}
-        stage_names = sorted({k for r in runs for s in r["stages_ms"] for k in s})
+        stage_names = sorted({k for r in runs for s in r["stages_ms"] for k in s if k != "ready_in_silence"})
         stages = {}
         for name in stage_names:
             vals = [s[name] for r in runs for s in r["stages_ms"] if s.get(name) is not None]
             stages[name] = {"p50": pct(vals, 50), "p95": pct(vals, 95)}
+        ready = [s["ready_in_silence"] for r in runs for s in r["stages_ms"] if "ready_in_silence" in s]
         out[system] = {
             "turns": len(turns),
             "voice_to_voice_ms": {"p50": pct(on_time, 50), "p95": pct(on_time, 95), "n": len(on_time)},
@@ -371,6 +375,8 @@ def summarise(rounds: list[dict]) -> dict:
             "answered_early": sum(t["answered_early"] for t in turns),
             "unanswered": sum(t["latency_ms"] is None for t in turns),
             "stages_ms": stages,
+            # companion only: the transcript that ended the turn was ready inside the endpointer's silence
+            "stt_ready_in_silence_share": round(sum(ready) / len(ready), 3) if ready else None,
             "cpu_percent_of_one_core": statistics.median(r["cpu_percent_of_one_core"] for r in runs),
             "rss_mb_max": max(r["rss_mb_max"] for r in runs),
             "segments_match": all(r["segments_match"] for r in runs),
@@ -412,6 +418,12 @@ def print_table(summary: dict, rounds: int) -> None:
         print(
             f"{system} stages after the end of speech (p50 ms): "
             + ", ".join(f"{k} {v['p50']:.0f}" for k, v in summary[system]["stages_ms"].items() if v["p50"])
+        )
+    if (c := summary.get("companion")) and (t := c["stages_ms"].get("transcript")) and t["p50"] is not None:
+        share = c["stt_ready_in_silence_share"]
+        print(
+            f"companion STT final after the end of speech: p50 {t['p50']:.0f} ms, p95 {t['p95']:.0f} ms; "
+            f"ready inside the silence window in {100 * (share or 0):.0f}% of turns"
         )
 
 

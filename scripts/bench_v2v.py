@@ -53,6 +53,9 @@ STAGES = (
 )
 
 
+READY_SLACK_MS = 10  # the session maps the detector's audio clock to wall time at frame granularity
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -143,6 +146,7 @@ async def run(args) -> dict:
     finally:
         sampling = False
         await sampler
+        stt_paths = engines.stt.stats() if hasattr(engines.stt, "stats") else {}
         await engines.aclose()
     wall = time.monotonic() - t0
     cpu = proc.cpu_percent(None)
@@ -154,6 +158,9 @@ async def run(args) -> dict:
         vals = [getattr(t, stage) for r in results for t in r["timings"] if getattr(t, stage) is not None]
         stages[stage] = {"p50": pct(vals, 50), "p95": pct(vals, 95), "n": len(vals)}
     stt = [t.stt_ms for r in results for t in r["timings"] if t.stt_ms is not None]
+    stt_after = [t.stt_done_ms for r in results for t in r["timings"] if t.stt_done_ms is not None]
+    # The transcript that ended the turn was ready inside the endpointer's silence window (made at the pause).
+    ready = [ms <= config.turn.end_silence_ms + READY_SLACK_MS for ms in stt_after]
     return {
         "headsets": args.headsets,
         "turns": len(v2v),
@@ -168,6 +175,9 @@ async def run(args) -> dict:
         "unanswered": unanswered,
         "stages_ms": stages,
         "stt_ms": {"p50": pct(stt, 50), "p95": pct(stt, 95)},
+        "stt_final_after_end_ms": {"p50": pct(stt_after, 50), "p95": pct(stt_after, 95)},
+        "stt_ready_in_silence_share": round(sum(ready) / len(ready), 3) if ready else None,
+        "stt_paths": stt_paths,
         "speculative_turns": sum(t.speculative for r in results for t in r["timings"]),
         "cpu_percent_of_one_core": round(cpu, 1),
         "rss_mb": {
@@ -200,6 +210,12 @@ def main() -> None:
         f"p50 {v['p50']:.0f} ms, p95 {v['p95']:.0f} ms; answered early {result['answered_early']}, "
         f"unanswered {result['unanswered']}"
     )
+    a, share = result["stt_final_after_end_ms"], result["stt_ready_in_silence_share"]
+    if a["p50"] is not None:
+        print(
+            f"STT final after the end of speech: p50 {a['p50']:.0f} ms, p95 {a['p95']:.0f} ms; transcript "
+            f"ready inside the silence window in {100 * share:.0f}% of turns; passes {result['stt_paths']}"
+        )
     print(f"{'stage':<24}{'p50 ms':>10}{'p95 ms':>10}")
     for stage, s in result["stages_ms"].items():
         if s["p50"] is not None:

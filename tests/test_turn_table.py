@@ -62,6 +62,14 @@ class ScriptedSTT:
         self.calls: list[int] = []
         self.gate: asyncio.Event | None = None
 
+    loaded = True  # the rest of the SpeechRecognizer seam: nothing to load or close
+
+    def load(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
     async def atranscribe(self, pcm: np.ndarray) -> Transcript:
         n = bursts(pcm)
         self.calls.append(n)
@@ -100,7 +108,7 @@ def quiet(seconds: float) -> np.ndarray:
 COMMANDS = {"turn the volume up.", "what time is it?"}
 
 
-def detector(stt, model=None, *, unsure_ms: float = 1000, recognised=True) -> TurnDetector:
+def detector(stt, model=None, *, unsure_ms: float = 1000, recognised=True, commit=False) -> TurnDetector:
     ep = Endpointer(ScriptedVAD(), speculate_ms=60, end_silence_ms=220, pre_roll_ms=300, tail_ms=60)
     return TurnDetector(
         stt,
@@ -109,6 +117,7 @@ def detector(stt, model=None, *, unsure_ms: float = 1000, recognised=True) -> Tu
         unsure_ms=unsure_ms,
         recognised=(lambda t: t.lower() in COMMANDS) if recognised else None,
         end_model=model,
+        commit=commit,
         clock=lambda: 0.0,  # frozen wall clock: now() is the audio clock
     )
 
@@ -307,3 +316,106 @@ async def test_resumed_speech_cancels_the_speculative_model_call():
     finally:
         await det.aclose()
     assert not det._tasks
+
+
+class DraftingSTT(ScriptedSTT):
+    """As ScriptedSTT, with the local Whisper's kinds of pass (`apass`): a draft of a text in `suspect`
+    comes back flagged, a re-read gives `reread[n]`; `after` (committed words) must stay empty here."""
+
+    def __init__(self, texts: dict[int, str], suspect: set[str], reread: dict[int, str]) -> None:
+        super().__init__(texts)
+        self.suspect = suspect
+        self.reread = reread
+        self.drafts: list[int] = []
+        self.rereads: list[int] = []
+
+    async def apass(self, pcm: np.ndarray, kind: str = "final", *, after: str = "") -> Transcript:
+        assert after == ""
+        n = bursts(pcm)
+        if kind == "reread":
+            self.rereads.append(n)
+            return Transcript(self.reread.get(n, ""), len(pcm) / SR, 5.0, "short+stock")
+        result = await self.atranscribe(pcm)
+        if kind == "draft":
+            self.drafts.append(n)
+        suspect = kind == "draft" and result.text in self.suspect
+        return Transcript(result.text, result.audio_s, 1.0, "fast", suspect=suspect)
+
+
+async def test_a_suspect_draft_is_not_offered_and_only_the_final_pass_re_reads_it():
+    # "5 5 5 5" is the fast path looping on "five five": the draft at the pause is not offered, the turn's
+    # final pass re-reads the same audio once and the turn carries the re-read.
+    stt = DraftingSTT({1: "5 5 5 5"}, suspect={"5 5 5 5"}, reread={1: "5, 5."})
+    r = await run(detector(stt, recognised=False), quiet(0.3), speech(0.8), quiet(1.0))
+    [turn] = r.turns
+    assert turn.text == "5, 5." and stt.drafts == [1] and stt.rereads == [1]
+    assert not [e for e in r.events if isinstance(e, Hypothesis)]
+
+
+async def test_a_suspect_draft_made_stale_by_more_speech_costs_no_re_read():
+    stt = DraftingSTT({1: "No no", 2: "No, no, not that one."}, suspect={"No no"}, reread={1: "No no."})
+    r = await run(detector(stt), quiet(0.3), speech(0.5), quiet(0.15), speech(1.0), quiet(1.5))
+    [turn] = r.turns
+    assert turn.text == "No, no, not that one." and 1 in stt.drafts and stt.rereads == []
+
+
+class PassingSTT(ScriptedSTT):
+    """The local Whisper's `apass` scripted: the words for (committed words, bursts in the audio heard)."""
+
+    def __init__(self, texts: dict[tuple[str, int], str]) -> None:
+        self.texts = texts
+        self.passes: list[tuple[str, str, int]] = []  # (kind, after, bursts)
+
+    async def atranscribe(self, pcm: np.ndarray) -> Transcript:
+        raise AssertionError("the detector uses apass when the recogniser has it")
+
+    async def apass(self, pcm: np.ndarray, kind: str = "final", *, after: str = "") -> Transcript:
+        n = bursts(pcm)
+        self.passes.append((kind, after, n))
+        return Transcript(self.texts.get((after, n), ""), len(pcm) / SR, 1.0, "fast")
+
+
+async def test_words_two_drafts_agree_on_are_committed_and_the_end_decodes_only_the_rest():
+    stt = PassingSTT(
+        {
+            ("", 1): "Set a timer",
+            ("", 2): "Set a timer for ten",
+            ("Set a timer", 1): "for ten",
+            ("Set a timer", 2): "for ten minutes.",
+        }
+    )
+    r = await run(
+        detector(stt, commit=True),
+        *(quiet(0.3), speech(0.8), quiet(0.15), speech(0.6), quiet(0.15), speech(0.6), quiet(1.5)),
+    )
+    [turn] = r.turns
+    assert turn.text == "Set a timer for ten minutes." and turn.reason == "complete"
+    assert len(turn.audio) >= int(2.3 * SR)  # the turn keeps all its audio
+    # The second draft agreed with the first: from then on only the audio after the first pause is heard.
+    assert stt.passes[:2] == [("draft", "", 1), ("draft", "", 2)]
+    assert stt.passes[-1] == ("draft", "Set a timer", 2)  # the pass at the end, reused as the final
+
+
+async def test_drafts_that_disagree_commit_nothing():
+    # A hesitation's first half heard one way alone and another way with more audio: never committed.
+    stt = PassingSTT(
+        {("", 1): "What is that?", ("", 2): "What is the date", ("", 3): "What is the date today?"}
+    )
+    r = await run(
+        detector(stt, commit=True),
+        *(quiet(0.3), speech(0.8), quiet(0.15), speech(0.6), quiet(0.15), speech(0.6), quiet(1.5)),
+    )
+    [turn] = r.turns
+    assert turn.text == "What is the date today?"
+    assert all(after == "" for _kind, after, _n in stt.passes) and stt.passes[-1][2] == 3
+
+
+async def test_committing_is_off_by_default():
+    stt = PassingSTT(
+        {("", 1): "Set a timer", ("", 2): "Set a timer for ten", ("", 3): "Set a timer for ten minutes."}
+    )
+    r = await run(
+        detector(stt), quiet(0.3), speech(0.8), quiet(0.15), speech(0.6), quiet(0.15), speech(0.6), quiet(1.5)
+    )
+    assert [t.text for t in r.turns] == ["Set a timer for ten minutes."]
+    assert all(after == "" for _kind, after, _n in stt.passes)

@@ -12,7 +12,7 @@ import numpy as np
 
 from companion.stt.whisper import Transcript
 
-__all__ = ["SpeechRecognizer", "Transcript"]
+__all__ = ["PassRecognizer", "SpeechRecognizer", "Transcript"]
 
 
 @runtime_checkable
@@ -40,9 +40,25 @@ class SpeechRecognizer(Protocol):
         ...
 
 
+@runtime_checkable
+class PassRecognizer(SpeechRecognizer, Protocol):
+    """A recogniser that also knows the turn detector's kinds of pass (local Whisper only).
+
+    Drafts at pauses skip the costly short-clip re-read, and `after` carries the turn's words already
+    committed so only the audio after them is decoded. Remote engines transcribe whole turns instead.
+    """
+
+    async def apass(self, pcm: np.ndarray, kind: str = "final", *, after: str = "") -> Transcript:
+        """One pass of kind "draft", "final" or "reread" over ``pcm``; the result holds only new words."""
+        ...
+
+
 if TYPE_CHECKING:  # both engines satisfy the seam: mypy checks this, nothing runs it
     from companion.remote.engines import RemoteSTT
     from companion.stt.whisper import WhisperSTT
 
     def _both_are_recognisers(local: WhisperSTT, remote: RemoteSTT) -> list[SpeechRecognizer]:
         return [local, remote]
+
+    def _whisper_takes_passes(local: WhisperSTT) -> PassRecognizer:
+        return local

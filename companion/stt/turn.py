@@ -4,7 +4,9 @@ A short pause starts transcription in the STT worker while the wearer is still s
 endpointer declares the end of speech, a transcript of exactly that audio is usually ready: if it
 reads as a complete utterance the turn ends at once; if it reads as a fragment ("set a timer for")
 the detector keeps listening, up to `fallback_ms` of silence, and a resumed sentence joins the same
-turn. Speech that resumes makes the speculative result stale; it is dropped.
+turn. Speech that resumes makes the speculative result stale. With `commit`, a draft still running then
+finishes in the background, and words that two drafts agree on are committed (`companion.stt.prefix`), so
+later passes decode only the audio after them.
 
 A hesitation can also cut a sentence where Whisper hears a whole one: "what is the ... date today?"
 transcribes as "What is that?", "turn the volume ... up" as "Turn the volume." Given a `recognised`
@@ -15,7 +17,7 @@ Where the words leave the end unsure (a complete-looking sentence that no skill 
 question, an unknown command, or a hesitation's first half), an audio end-of-turn model (`SmartTurn`, given
 as `end_model`) reads the voice: "finished" ends the turn at the normal silence, "not finished" holds it
 `unsure_ms`. Without the model, short unsure transcripts are held and longer ones end (text only). The
-full table is `TurnDetector._decide`.
+full table is `companion.stt.decision.decide`; the events given out are in `companion.stt.turn_events`.
 
 All times are seconds on the audio clock of the frames given to `feed`. Between frames the clock is
 extrapolated with the wall clock, which is exact for a live stream.
@@ -27,125 +29,25 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechResumed, SpeechStarted
-from companion.stt.text import looks_complete
-from companion.stt.whisper import Transcript
+from companion.stt.base import PassRecognizer, SpeechRecognizer
+from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue
+from companion.stt.prefix import Prefix, join_text
+from companion.stt.turn_events import EndModel, Hypothesis, Turn, TurnEvent
+from companion.stt.turn_jobs import _CLOSED, _Closed, _Ending, _Failure, _Job
 
 if TYPE_CHECKING:
     from companion.config import TurnConfig
-    from companion.stt.base import SpeechRecognizer
 
 __all__ = ["UNSURE_MAX_WORDS", "EndModel", "Hypothesis", "Turn", "TurnDetector", "TurnEvent", "text_cue"]
 
 log = logging.getLogger(__name__)
-
-# Transcripts up to this many words that `recognised` rejects wait `unsure_ms`: hesitation fragments
-# that read complete are short ("what is that", "turn the volume"); long sentences are not held.
-UNSURE_MAX_WORDS = 5
-
-
-class EndModel(Protocol):
-    """An audio end-of-turn model (`companion.stt.smart_turn.SmartTurn`)."""
-
-    async def aprobability(self, pcm: np.ndarray) -> float: ...
-
-
-def text_cue(text: str, recognised: Callable[[str], bool] | None) -> str:
-    """What the words say about the end of the turn: "empty" (no words), "fragment" (cannot end there:
-    "set a timer for"), "command" (a skill understands it outright) or "open" (reads complete, but nothing
-    recognises it: an open question, an unknown command, or a hesitation's first half)."""
-    if not text.strip():
-        return "empty"
-    if not looks_complete(text):
-        return "fragment"
-    if recognised is not None and recognised(text):
-        return "command"
-    return "open"
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A speculative transcript of the turn so far, ready while the wearer is still silent."""
-
-    text: str
-    t_end_of_speech: float
-
-
-@dataclass(frozen=True, eq=False)
-class Turn:
-    """A finished user turn, times on the audio clock.
-
-    `audio` runs from the pre-roll before the first word to a short tail after the last;
-    `t_end_of_turn` is when the turn was decided, `t_stt_done` when its transcript was ready (often
-    before the end of the turn: it was made speculatively at the pause); `stt_ms` is the
-    transcription's own duration. `reason`: "complete", "held" (short and unrecognised, then
-    `unsure_ms` of silence), "fallback" (a fragment, then `fallback_ms` of silence), "audio" (unsure
-    words, the audio model said finished) or "forced" (`end_turn()`, or the utterance reached its maximum
-    length). `p_complete`: the audio model's answer, when it was asked.
-    """
-
-    text: str
-    audio: np.ndarray = field(repr=False)
-    t_end_of_speech: float
-    t_end_of_turn: float
-    stt_ms: float
-    t_stt_done: float
-    reason: str = "complete"
-    p_complete: float | None = None
-
-
-TurnEvent = Hypothesis | Turn | SpeechStarted
-
-
-@dataclass(eq=False)
-class _Job:
-    """One transcription of the turn audio [start, end) in the STT worker."""
-
-    start: int
-    end: int
-    t_end_of_speech: float
-    audio: np.ndarray
-    result: Transcript | None = None
-    t_done: float = 0.0
-    offered: bool = False  # a Hypothesis went out for it
-    task: asyncio.Task[None] | None = None
-    cue: str = ""  # text_cue() of the result
-    p_complete: float | None = None  # the audio model's answer, if asked
-    t_model_done: float = 0.0
-    model_task: asyncio.Task[None] | None = None
-
-
-@dataclass(eq=False)
-class _Ending:
-    """The endpointer said the speech ended; waiting for the transcript, or for more speech.
-
-    `wait_s`: the silence after which the turn ends anyway (`fallback_ms` for a fragment, `unsure_ms`
-    for a held transcript); `reason` is the Turn's reason when it does.
-    """
-
-    job: _Job
-    t_decided: float
-    forced: bool
-    wait_s: float = 0.0
-    reason: str = "fallback"
-
-
-@dataclass(frozen=True)
-class _Failure:
-    error: BaseException
-
-
-class _Closed:
-    """The end of `events()` (a class, so the queue's item type names it)."""
-
-
-_CLOSED = _Closed()
 
 
 class TurnDetector:
@@ -206,12 +108,16 @@ class TurnDetector:
         recognised: Callable[[str], bool] | None = None,
         end_model: EndModel | None = None,
         threshold: float = 0.5,
+        commit: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`recognised(text)` says whether a transcript is one the assistant understands outright (a
         skill command). With `unsure_ms` > 0, transcripts it rejects are unsure: `end_model` (if given)
         decides from the audio, P(finished) >= `threshold` ends the turn; otherwise, or without a model
-        for short ones, they wait `unsure_ms` of silence. `clock` is the wall clock (tests script it)."""
+        for short ones, they wait `unsure_ms` of silence. `commit`: transcribe while the wearer speaks
+        (`companion.stt.prefix`; off by default: on real speech it cost 0.8 WER points for ~40% less audio
+        in the final pass of the turns it applied to, see docs/benchmarks.md). `clock` is the wall clock
+        (tests script it)."""
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold ({threshold}) must be between 0 and 1")
         if fallback_ms < endpointer.end_silence_ms:
@@ -235,6 +141,9 @@ class TurnDetector:
         self._queue: asyncio.Queue[TurnEvent | _Failure | _Closed] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn_start: int | None = None
+        self._prefix: Prefix | None = None  # the turn's committed start (see companion.stt.prefix)
+        self._background: _Job | None = None  # a stale draft left to finish for the prefix
+        self.commit = commit
         self._spec: _Job | None = None  # the transcription of the latest pause, if still current
         self._ending: _Ending | None = None
         self._fed_at = clock()
@@ -274,7 +183,9 @@ class TurnDetector:
         if ending is None:
             return
         ending.forced = True
-        if ending.job.result is not None:
+        if ending.job.result is not None and ending.job.result.suspect:
+            self._reread(ending)
+        elif ending.job.result is not None:
             self._finish(ending, max(self.endpointer.now, ending.job.t_done), "forced")
 
     def _on_speech_event(self, ev: object) -> None:
@@ -282,24 +193,24 @@ class TurnDetector:
             if self._ending is not None:
                 log.debug("speech resumed after a fragment: the turn continues")
                 self._ending = None
-            self._drop_spec()
+            self._drop_spec(keep=True)
             self._emit(ev)
         elif isinstance(ev, SpeechPaused):
-            if self._turn_start is None:
-                self._turn_start = ev.start_sample
+            self._begin(ev.start_sample)
             self._drop_spec()
-            self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
+            self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech, draft=True)
         elif isinstance(ev, SpeechResumed):
-            self._drop_spec()
+            self._drop_spec(keep=True)
         elif isinstance(ev, EndOfSpeech):
-            if self._turn_start is None:
-                self._turn_start = ev.start_sample
+            self._begin(ev.start_sample)
             job = self._spec
             if job is None or job.start != self._turn_start or job.end != ev.end_sample:
                 self._drop_spec()
                 job = self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
             self._ending = _Ending(job, ev.t_decided, ev.forced)
-            if job.result is not None:
+            if job.result is not None and job.result.suspect:
+                self._reread(self._ending)
+            elif job.result is not None:
                 self._decide(self._ending, ev.t_decided)
 
     # -- transcription and audio-model jobs
@@ -320,39 +231,82 @@ class TurnDetector:
             log.warning("audio end-of-turn model unusable, text cues only: %s", e)
             self.end_model = None
 
-    def _start_job(self, end: int, t_end_of_speech: float) -> _Job:
+    def _begin(self, start: int) -> None:
+        if self._turn_start is None:
+            self._turn_start = start
+            # Committing needs a recogniser that takes the committed words as a prompt (the local Whisper).
+            self._prefix = Prefix(start) if self.commit and isinstance(self.stt, PassRecognizer) else None
+
+    def _start_job(self, end: int, t_end_of_speech: float, *, draft: bool = False) -> _Job:
         assert self._turn_start is not None
         audio = self.endpointer.audio(self._turn_start, end)
-        job = _Job(self._turn_start, end, t_end_of_speech, audio)
+        job = _Job(self._turn_start, end, t_end_of_speech, audio, draft=draft, offset=self._turn_start)
+        if self._prefix is not None and self._prefix.start < end:
+            job.offset, job.after = self._prefix.start, self._prefix.text
         job.task = self._own(self._transcribe(job), "turn-stt")
         return job
 
-    def _drop_spec(self) -> None:
+    def _reread(self, ending: _Ending) -> None:
+        """The draft that ends the turn came back suspect (a short clip heard as silence or with a
+        repeat): transcribe the same audio again as a final pass, which may re-read it."""
+        old = ending.job
+        job = _Job(old.start, old.end, old.t_end_of_speech, old.audio, reread=True, offset=old.offset)
+        job.after = old.after
+        ending.job = self._spec = job
+        job.task = self._own(self._transcribe(job), "turn-stt")
+
+    def _drop_spec(self, *, keep: bool = False) -> None:
+        """The speculative transcript is stale. With `keep` (speech resumed) a draft still running is
+        left to finish in the background, where it may settle the start of the turn (`Prefix`); one older
+        background draft still queued is superseded and dropped."""
         job, self._spec = self._spec, None
         if job is None:
             return
-        for task in (job.task, job.model_task):
-            if task is not None and not task.done():
-                task.cancel()  # a queued request is dropped; a running one finishes, unheard
+        if job.model_task is not None and not job.model_task.done():
+            job.model_task.cancel()
+        if keep and self._prefix is not None and job.task is not None and not job.task.done():
+            old, self._background = self._background, job
+            job = old
+            if job is None:
+                return
+        if job.task is not None and not job.task.done():
+            job.task.cancel()  # a queued request is dropped; a running one finishes, unheard
 
     async def _transcribe(self, job: _Job) -> None:
+        # Only the local Whisper makes drafts and takes committed words (remote engines: whole turns).
+        stt = self.stt
+        kind = "draft" if job.draft else "reread" if job.reread else "final"
         try:
-            job.result = await self.stt.atranscribe(job.audio)
+            if not isinstance(stt, PassRecognizer):
+                job.result = await stt.atranscribe(job.audio)
+            else:
+                pcm = self.endpointer.audio(job.offset, job.end) if job.offset != job.start else job.audio
+                result = await stt.apass(pcm, kind, after=job.after)
+                job.tail = result.text
+                job.result = replace(result, text=join_text(job.after, result.text))
         except asyncio.CancelledError:
             raise
         except Exception as e:  # surfaced to the consumer of events()
             self._emit(_Failure(e))
             return
         job.t_done = self.now()
+        prefix = self._prefix
+        if job.draft and prefix is not None and job.start == self._turn_start and not job.result.suspect:
+            if prefix.offer(job.offset, job.end, job.tail):
+                log.debug("turn start settled: %d passes agreed (commit %d)", 2, prefix.commits)
         if self._closed or job is not self._spec:
             return  # stale: the wearer spoke again
+        ending = self._ending
+        if job.result.suspect:  # not offered: the final pass re-reads it
+            if ending is not None and ending.job is job:
+                self._reread(ending)
+            return
         job.cue = text_cue(job.result.text, self.recognised)
         if job.cue == "open" and self.end_model is not None:
             # The words leave the end open: ask the voice, from the turn's start to now (the silence so
             # far included, as the model was trained), while the endpointer's silence runs on.
             pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
             job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
-        ending = self._ending
         if ending is not None and ending.job is job:
             self._decide(ending, max(ending.t_decided, job.t_done))
         elif job.result.text:
@@ -379,46 +333,35 @@ class TurnDetector:
     # -- decisions
 
     def _decide(self, ending: _Ending, t: float) -> None:
-        """The decision table, once the endpointer's silence has run out and the words are known.
+        """Act on the decision table (`companion.stt.decision.decide`) for the transcript ending the turn.
 
-        | words (text_cue)   | audio model                  | decision                                  |
-        |--------------------|------------------------------|-------------------------------------------|
-        | any (forced)       | -                            | end now ("forced")                        |
-        | empty              | -                            | no turn                                   |
-        | fragment           | not asked                    | wait `fallback_ms` of silence ("fallback")|
-        | command            | not asked                    | end now ("complete")                      |
-        | open               | P >= threshold               | end now ("audio")                         |
-        | open               | P < threshold                | wait `unsure_ms` ("held")                 |
-        | open               | still running                | wait for it, at most `unsure_ms`          |
-        | open, no model     | -                            | short (<= 5 words): wait `unsure_ms`,     |
-        |                    |                              | longer: end now ("complete")              |
+        Only counts are logged, never the words: in wake mode this may be a bystander's speech.
         """
         job = ending.job
         result = job.result
         assert result is not None
         cue = job.cue or text_cue(result.text, self.recognised)
-        if ending.forced:
-            self._finish(ending, t, "forced")
-        elif cue == "empty":
+        decision = decide(
+            cue,
+            len(result.text.split()),
+            forced=ending.forced,
+            model_asked=job.model_task is not None,
+            p_complete=job.p_complete,
+            threshold=self.threshold,
+            unsure_s=self.unsure_s,
+            fallback_s=self.fallback_s,
+            text_rule=self.recognised is not None,
+        )
+        if decision.action == "drop":
             log.debug("speech without words (noise?): no turn")
             self._reset()
-        elif cue == "fragment":
-            self._wait(ending, self.fallback_s, "fallback")
-        elif cue == "command" or not self.unsure_s:
-            self._finish(ending, t, "complete")
-        elif job.model_task is not None and job.p_complete is not None:
-            if job.p_complete >= self.threshold:
-                self._finish(ending, t, "audio")
-            else:
-                log.debug("%r: the voice says unfinished (P=%.2f), held", result.text, job.p_complete)
-                self._wait(ending, self.unsure_s, "held")
-        elif job.model_task is not None and cue == "open":
-            self._wait(ending, self.unsure_s, "held")  # the model's answer re-decides
-        elif self.recognised is not None and len(result.text.split()) <= UNSURE_MAX_WORDS:
-            log.debug("%r: short and unrecognised, held for more speech", result.text)
-            self._wait(ending, self.unsure_s, "held")
+        elif decision.action == "wait":
+            if decision.reason == "held":
+                p = "-" if job.p_complete is None else f"{job.p_complete:.2f}"
+                log.debug("%d words (%s, P=%s) held for more speech", len(result.text.split()), cue, p)
+            self._wait(ending, decision.wait_s, decision.reason)
         else:
-            self._finish(ending, t, "complete")
+            self._finish(ending, t, decision.reason)
 
     def _wait(self, ending: _Ending, wait_s: float, reason: str) -> None:
         """Offer the transcript, then wait for more speech or for `wait_s` of silence."""
@@ -459,6 +402,8 @@ class TurnDetector:
 
     def _reset(self) -> None:
         self._turn_start = None
+        self._prefix = None
+        self._background = None
         self._spec = None
         self._ending = None
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from companion.stt.loops import drop_restart, has_repeat, trim_loop
+
 __all__ = ["ModelNotAvailable", "Transcript", "WhisperSTT", "drop_restart", "has_repeat", "trim_loop"]
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 _HOP = 160  # samples per mel frame
@@ -38,6 +42,7 @@ _LOGPROB_FLOOR = -1.0
 _FIRST_CAP = (6, 5.0)  # tokens allowed in the first decode: a + b * seconds of audio
 _CHUNK_TOKENS = 12  # decode this many more tokens at a time once the first chunk is used up
 _SILENCE_PEAK = 64  # int16 peak below which audio is treated as silence without running the model
+_MAX_PREVIOUS = 100  # tokens of committed text given as the previous-text prompt
 _SHORT_S = 3.0  # clips up to this long are checked for the short window's failure modes (see _suspect)
 _SPEECH_PEAK = 0.03  # about -30 dBFS: a clip this loud that reads as silence is suspect
 # Phrases Whisper is known to invent on silence or noise; dropped only when no_speech_prob is also high.
@@ -54,60 +59,14 @@ class ModelNotAvailable(RuntimeError):
 class Transcript:
     """One recognition result. `path` says how it was made: "fast", "fast+trim" (a loop cut), "stock",
     "short+stock" (a short clip the fast path got suspiciously: see `WhisperSTT._suspect`), or "silence"
-    (nothing said)."""
+    (nothing said). `suspect`: a draft (`apass(pcm, "draft")`) that a final pass would re-read."""
 
     text: str
     audio_s: float
     stt_ms: float
     path: str
     no_speech_prob: float = 0.0
-
-
-def trim_loop(ids: list[int], n: int = 4, max_repeats: int = 4) -> list[int]:
-    """Cut a token sequence where the decoder starts re-reading the audio.
-
-    A phrase n-gram (at least three distinct tokens) seen before marks a re-read ("What time is it?
-    What time is it?"); a short pattern such as "word, word," may recur up to `max_repeats` times,
-    because people do repeat words, before it counts as a loop.
-    """
-    counts: dict[tuple[int, ...], int] = {}
-    for i in range(len(ids) - n + 1):
-        gram = tuple(ids[i : i + n])
-        limit = 1 if len(set(gram)) >= 3 else max_repeats
-        if counts.get(gram, 0) >= limit:
-            return ids[:i]
-        counts[gram] = counts.get(gram, 0) + 1
-    return ids
-
-
-_RESTART = re.compile(r"[.!?]\s+((?:\S+\s*){1,3})$")
-
-
-def drop_restart(text: str) -> str:
-    """Drop the first words of a re-read that `trim_loop` left after the last sentence.
-
-    "in being comparatively modern. In" -> "in being comparatively modern." (the loop's first token
-    differs from the text's by case, so the token n-gram match starts a word late).
-    """
-    m = _RESTART.search(text)
-    if m is None:
-        return text
-    tail = [w.strip(",.?!").lower() for w in m.group(1).split()]
-    head = [w.strip(",.?!").lower() for w in text.split()[: len(tail)]]
-    return text[: m.start() + 1] if tail == head else text
-
-
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def has_repeat(text: str, longest: int = 3) -> bool:
-    """Whether a word or a phrase of up to `longest` words comes twice in a row ("5 5", "no, no")."""
-    words = _WORD.findall(text.lower())
-    for k in range(1, longest + 1):
-        for i in range(len(words) - 2 * k + 1):
-            if words[i : i + k] == words[i + k : i + 2 * k]:
-                return True
-    return False
+    suspect: bool = False
 
 
 def _as_float(pcm: np.ndarray) -> np.ndarray:
@@ -167,6 +126,8 @@ class WhisperSTT:
         self._language = "en"
         self._load_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._stats: dict[str, list[float]] = {}  # path -> [calls, total ms]: what the benchmarks report
+        self._stats_lock = threading.Lock()
 
     # -- loading
 
@@ -276,6 +237,29 @@ class WhisperSTT:
         work = functools.partial(self.transcribe, pcm, progress)
         return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
 
+    async def apass(self, pcm: np.ndarray, kind: str = "final", *, after: str = "") -> Transcript:
+        """One pass of the turn detector's, in the worker thread: "draft" (at a pause, may go stale),
+        "final" (the turn's audio) or "reread" (the final pass of a suspect draft).
+
+        A draft never pays for the short-clip re-read (about four fast passes' time), which would hold up
+        the final pass queued behind it: a result that would have been re-read comes back `suspect`, and
+        the caller re-reads it only if it is final. `after` is the turn's text already committed before
+        this audio (the previous-text prompt Whisper conditions on); the result holds only the new words.
+        """
+        self._require()
+        if kind not in ("draft", "final", "reread"):
+            raise ValueError(f"kind must be draft, final or reread, not {kind!r}")
+        work = functools.partial(self._pass, pcm, kind, after)
+        return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
+
+    def _pass(self, pcm: np.ndarray, kind: str, after: str) -> Transcript:
+        if kind != "reread":
+            return self._count(self._recognise(pcm, None, kind == "draft", after), kind)
+        t0 = time.perf_counter()
+        result = self._stock(_as_float(pcm), t0, after=after)
+        reread = Transcript(result.text, result.audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
+        return self._count(reread, "reread")
+
     def close(self) -> None:
         """Stop the worker thread (waits for a running request). The model stays loaded."""
         executor, self._executor = self._executor, None
@@ -287,6 +271,23 @@ class WhisperSTT:
         if self._executor is not None:
             await asyncio.to_thread(self.close)
 
+    # -- counters
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Calls and milliseconds per kind of pass and path ("draft:fast", "final:short+stock",
+        "draft:fast:suspect", "reread:short+stock", ...) since load: the benchmarks print them to show where
+        the recogniser's time goes (a re-read costs several fast passes)."""
+        with self._stats_lock:
+            return {p: {"calls": int(c), "ms": round(ms, 1)} for p, (c, ms) in self._stats.items()}
+
+    def _count(self, result: Transcript, kind: str) -> Transcript:
+        key = f"{kind}:{result.path}" + (":suspect" if result.suspect else "")
+        with self._stats_lock:
+            entry = self._stats.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += result.stt_ms
+        return result
+
     # -- recognition
 
     def transcribe(
@@ -297,6 +298,11 @@ class WhisperSTT:
         Audio over 30 s goes through stock faster-whisper window by window; ``progress(done_s, total_s)``
         is called (in this thread) after each window.
         """
+        return self._count(self._recognise(pcm, progress, False), "final")
+
+    def _recognise(
+        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None, draft: bool, after: str = ""
+    ) -> Transcript:
         t0 = time.perf_counter()
         audio = _as_float(pcm)
         model = self._require()
@@ -306,13 +312,18 @@ class WhisperSTT:
         content = len(audio) // _HOP + 1
         frames = self._window_frames(content)
         if frames is None:
-            return self._stock(audio, t0, progress)
-        text, path, nsp = self._fast(model, audio, frames)
+            return self._stock(audio, t0, progress, after=after)
+        text, path, nsp = self._fast(model, audio, frames, after)
         if audio_s <= _SHORT_S and self._suspect(text, audio):
             # A short window around a short answer may lose it ("yes" scored as silence) or loop on it
-            # ("five" as "5 5 5 5"); the stock 30 s window does neither. Short audio only, so it is cheap
-            # enough, and only when the fast result looks wrong.
-            result = self._stock(audio, t0)
+            # ("five" as "5 5 5 5"); the stock 30 s window does neither. Short audio only, only when the
+            # fast result looks wrong, and only for a final pass: it costs several fast passes.
+            reason = "repeat" if text else "silence"
+            if draft:
+                log.debug("short draft (%.2f s) heard with a %s: suspect, not re-read", audio_s, reason)
+                return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, path, nsp, suspect=True)
+            log.debug("short clip (%.2f s) heard with a %s: re-read with the 30 s window", audio_s, reason)
+            result = self._stock(audio, t0, after=after)
             return Transcript(result.text, audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
         return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, path, nsp)
 
@@ -340,11 +351,12 @@ class WhisperSTT:
         frames = max(int(self.min_window_s * 100), math.ceil(want / step) * step)
         return min(frames, _MAX_FRAMES)
 
-    def _prompt(self) -> list[int]:
+    def _prompt(self, after: str = "") -> list[int]:
         tok = self._tokenizer
-        return [*tok.sot_sequence, tok.no_timestamps]
+        previous = tok.encode(" " + after.strip())[-(_MAX_PREVIOUS):] if after.strip() else []
+        return [*([tok.sot_prev, *previous] if previous else []), *tok.sot_sequence, tok.no_timestamps]
 
-    def _fast(self, model: Any, audio: np.ndarray, frames: int) -> tuple[str, str, float]:
+    def _fast(self, model: Any, audio: np.ndarray, frames: int, after: str = "") -> tuple[str, str, float]:
         import ctranslate2
 
         features = model.feature_extractor(audio)  # (n_mels, content frames), log-mel, no 30 s padding
@@ -353,10 +365,16 @@ class WhisperSTT:
         else:
             features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
         encoded = model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
-        prompt = self._prompt()
+        prompt = self._prompt(after)
         if self.language is None and model.model.is_multilingual:
             lang_token, _ = model.model.detect_language(encoded)[0][0]
-            prompt = [self._tokenizer.sot, model.hf_tokenizer.token_to_id(lang_token), *prompt[2:]]
+            at = prompt.index(self._tokenizer.sot)
+            prompt = [
+                *prompt[:at],
+                self._tokenizer.sot,
+                model.hf_tokenizer.token_to_id(lang_token),
+                *prompt[at + 2 :],
+            ]
 
         # A first decode capped a little above the fastest speech rate, so a loop stops soon after it
         # starts; a fast talker who hits the cap gets a continuation (which re-reads the tokens so far:
@@ -412,7 +430,12 @@ class WhisperSTT:
         return bare in _SILENCE_HALLUCINATIONS and no_speech_prob > 0.3
 
     def _stock(
-        self, audio: np.ndarray, t0: float, progress: Callable[[float, float], None] | None = None
+        self,
+        audio: np.ndarray,
+        t0: float,
+        progress: Callable[[float, float], None] | None = None,
+        *,
+        after: str = "",
     ) -> Transcript:
         model = self._require()
         segments, _info = model.transcribe(
@@ -420,6 +443,7 @@ class WhisperSTT:
             language=self._language if self.language or not model.model.is_multilingual else None,
             beam_size=self.beam_size,
             without_timestamps=True,
+            initial_prompt=after.strip() or None,
         )
         texts: list[str] = []
         nsp = 0.0
