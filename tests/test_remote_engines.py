@@ -254,3 +254,36 @@ async def test_session_loses_no_turn_when_a_server_dies_and_speaks_the_fallback_
         finally:
             revived.stop()
     await stt.aclose()
+
+
+# -- Engines.load with remote engines: servers checked, nothing loaded or warmed for them
+
+
+@pytest.mark.slow
+async def test_engines_load_checks_remote_servers_and_warms_only_local_ones(
+    companion_serve: ServerProcess, speech_set: list[Utterance]
+) -> None:
+    from companion.engines import Engines
+    from companion.stt.whisper import WhisperSTT
+
+    config = Config()
+    config.stt.engine = "wyoming"
+    config.stt.urls = [dead_uri(), companion_serve.uri]  # one down at start: not fatal
+    config.stt.timeout_s = 30.0
+    config.tts.engine = "piper"
+    said: list[str] = []
+    engines = await Engines.load(config, said.append)
+    try:
+        assert isinstance(engines.stt, RemoteSTT) and not isinstance(engines.stt, WhisperSTT)
+        assert [s["healthy"] for s in engines.stt.status()] == [False, True]
+        # the local voice was loaded and warmed up: its first sentence comes at the warm speed
+        t0 = time.perf_counter()
+        audio = await synthesize(engines.tts, "The hall light is on.")
+        assert len(audio) > 16000 * 0.5 and time.perf_counter() - t0 < 5.0
+        u = _pick(speech_set)[0]
+        result = await engines.stt.atranscribe(u.pcm())
+        assert wer(u.transcript, result.text) <= 0.25, result.text
+        assert result.path == "remote-wyoming"
+    finally:
+        await engines.aclose()
+    assert any("ready" in line for line in said), said
