@@ -68,6 +68,7 @@ class Turn:
     start_s: float  # headset clock
     end_s: float
     reply_s: float | None = None
+    waited_out: bool = False  # no reply had finished playing within the wearer's patience
 
     @property
     def latency_ms(self) -> float | None:
@@ -188,9 +189,9 @@ async def poll(condition: Callable[[], bool]) -> None:
 
 
 async def wearer(
-    hs, items: list[tuple[str, np.ndarray]], delay_s: float, pause_s: float, turns: int
+    hs, items: list[tuple[str, np.ndarray]], delay_s: float, pause_s: float, turns: int, patience_s: float
 ) -> list[Turn]:
-    """Speak `turns` items, each after the previous reply has finished playing (or 25 s without one)."""
+    """Speak `turns` items, each after the previous reply has finished playing (or `patience_s` without)."""
     from companion.protocol import DeviceState
 
     await hs.wait_streaming()
@@ -199,11 +200,14 @@ async def wearer(
     for n in range(turns):
         label, pcm = items[n % len(items)]
         end = await hs.mic.say(pcm, label=label)
-        done.append(Turn(label, end - len(pcm) / 16000, end))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(25):
+        turn = Turn(label, end - len(pcm) / 16000, end)
+        done.append(turn)
+        try:
+            async with asyncio.timeout(patience_s):
                 await poll(lambda: hs.state is DeviceState.SPEAKING)
                 await poll(lambda: hs.state is not DeviceState.SPEAKING)
+        except TimeoutError:
+            turn.waited_out = True
         await asyncio.sleep(pause_s)
     return done
 
@@ -285,7 +289,9 @@ async def run(args: argparse.Namespace) -> dict:
                     for n in range(args.turns):
                         src = real if n % 2 == 0 else commands
                         items.append(src[(i * 3 + n // 2) % len(src)])
-                    plans.append(wearer(hs, items, 0.5 + args.stagger * i, args.pause, args.turns))
+                    plans.append(
+                        wearer(hs, items, 0.5 + args.stagger * i, args.pause, args.turns, args.patience)
+                    )
                 spoken = await asyncio.gather(*plans)
                 await asyncio.sleep(1.0)
             finally:
@@ -327,6 +333,8 @@ async def run(args: argparse.Namespace) -> dict:
             t.latency_ms for t in r["turns"] if t.latency_ms is not None and not t.label.endswith(".wav")
         ]
         per_headset[r["headset"]] = summary(lat)
+    for p in procs:  # the logs, for a look at what the latencies hide
+        (tmp / f"{p.name.split(' (')[0].replace(' ', '_')}.log").write_text("\n".join(p.log) + "\n")
     problems = [line for p in procs for line in p.log if "Traceback" in line or "was destroyed" in line]
     fallbacks = [line for p in procs for line in p.log if "every endpoint failed" in line]
     return {
@@ -355,6 +363,22 @@ async def run(args: argparse.Namespace) -> dict:
                 "rss_mb_max": round(max(me_rss), 1) if me_rss else None,
             }
         ],
+        "per_turn": [
+            {
+                "headset": r["headset"],
+                "said": t.label,
+                "latency_ms": t.latency_ms,
+                "speech_s": round(t.end_s - t.start_s, 2),
+                "waited_out": t.waited_out,
+            }
+            for r in results
+            for t in r["turns"]
+        ],
+        "waited_out": sum(t.waited_out for r in results for t in r["turns"]),
+        "logs": str(tmp),
+        "warnings": sum(
+            " WARNING " in line or "warning" in line.lower()[:60] for p in procs for line in p.log
+        ),
         "wall_s": round(wall, 1),
         "load_average_1min": round(os.getloadavg()[0], 1),
         "stt_fallbacks": len(fallbacks),
@@ -370,6 +394,7 @@ def main() -> None:
     p.add_argument("--bridges", type=int, default=2)
     p.add_argument("--turns", type=int, default=6, help="turns per headset (default 6)")
     p.add_argument("--pause", type=float, default=1.0, help="seconds after a reply before the next turn")
+    p.add_argument("--patience", type=float, default=60.0, help="seconds a wearer waits for a reply")
     p.add_argument("--stagger", type=float, default=0.7, help="seconds between the headsets' first turns")
     p.add_argument("--min-s", type=float, default=1.5)
     p.add_argument("--max-s", type=float, default=6.0)
