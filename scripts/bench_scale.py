@@ -10,9 +10,10 @@ own simulator socket. Speech recognition is either
   `wyoming-faster-whisper` with the same packaged tiny.en model, listed in a different order on each
   bridge (`[stt] urls`) so the load spreads without a balancer.
 
-TTS stays local in each bridge (piper), the replies come from the offline skills. Each headset speaks real
-recordings from tests/data/speech (1.5-6 s) alternating with synthesised commands, starting staggered by
-`--stagger` seconds; it waits for the reply to finish playing and `--pause` seconds before its next turn.
+TTS stays local in each bridge (piper), the replies come from the offline skills, and the reply audio goes
+to the headsets as Opus (`--speaker-codec`). Each headset speaks real recordings from tests/data/speech
+(1.5-6 s) alternating with synthesised commands, starting staggered by `--stagger` seconds; it waits for
+the reply to finish playing and `--pause` seconds before its next turn.
 Latency is read off each headset's conversation recording (headset clock): the end of the wearer's
 utterance to the first reply audio. CPU (% of one core, over the talking phase) and peak RSS are measured
 for every process: bridges, servers, and this script (which simulates the headsets and their radios).
@@ -115,7 +116,9 @@ def _pump(proc: Proc) -> None:
         proc.log.append(line.rstrip())
 
 
-def start_bridge(index: int, sock: Path, stt: str, urls: list[str], tmp: Path, timeout_s: float) -> Proc:
+def start_bridge(
+    index: int, sock: Path, stt: str, urls: list[str], tmp: Path, timeout_s: float, speaker_codec: str
+) -> Proc:
     """`companion run --sim` with its own simulator socket, runtime/config/state directories."""
     home = tmp / f"bridge{index}"
     for sub in ("run", "config", "state", "data", "cache"):
@@ -134,6 +137,7 @@ def start_bridge(index: int, sock: Path, stt: str, urls: list[str], tmp: Path, t
         "COMPANION_STT__ENGINE": "local" if stt == "local" else "wyoming",
         "COMPANION_TTS__ENGINE": "piper",
         "COMPANION_LLM__BACKEND": "skills",
+        "COMPANION_LINK__SPEAKER_CODEC": speaker_codec,
     }
     if stt != "local":
         env["COMPANION_STT__URLS"] = json.dumps(urls)
@@ -252,7 +256,7 @@ async def run(args: argparse.Namespace) -> dict:
                 headsets.append((b, hs))
             for b, (_, sock) in enumerate(worlds):
                 order = uris[b % len(uris) :] + uris[: b % len(uris)] if uris else []
-                procs.append(start_bridge(b, sock, args.stt, order, tmp, args.timeout))
+                procs.append(start_bridge(b, sock, args.stt, order, tmp, args.timeout, args.speaker_codec))
             t_start = time.monotonic()
             async with asyncio.timeout(240):
                 while not all(hs.streaming for _, hs in headsets):
@@ -399,6 +403,12 @@ def main() -> None:
     p.add_argument("--min-s", type=float, default=1.5)
     p.add_argument("--max-s", type=float, default=6.0)
     p.add_argument("--timeout", type=float, default=1.5, help="stt.timeout_s of the bridges (remote STT)")
+    p.add_argument(
+        "--speaker-codec",
+        default="opus",
+        help="link.speaker_codec of the bridges (default opus: with pcm16, 256 kbit/s per headset through "
+        "the simulator's socket, replies to 8 headsets stall on a loaded 2-core machine)",
+    )
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     args = p.parse_args()
     result = asyncio.run(run(args))
