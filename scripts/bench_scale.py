@@ -379,6 +379,8 @@ async def run(args: argparse.Namespace) -> dict:
             for t in r["turns"]
         ],
         "waited_out": sum(t.waited_out for r in results for t in r["turns"]),
+        # the link's throughput watch gave up on a reply (the headset stopped taking audio in real time)
+        "replies_not_delivered": sum("reply not delivered" in line for p in procs for line in p.log),
         "logs": str(tmp),
         "warnings": sum(
             " WARNING " in line or "warning" in line.lower()[:60] for p in procs for line in p.log
