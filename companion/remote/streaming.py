@@ -49,24 +49,26 @@ class StreamedTranscription:
 
     async def push(self, pcm: np.ndarray) -> None:
         """Keep `pcm` (16 kHz mono int16) and send it to the streaming server; a failure is remembered, not
-        raised (the utterance then goes through the pool at `finish()`)."""
+        raised (the utterance then goes through the pool at `finish()`). One push at a time, in order."""
         pcm = np.asarray(pcm, dtype=np.int16)
         self._parts.append(pcm)
         if self._failed:
             return
         try:
-            if self._stream is None:
+            stream = self._stream
+            if stream is None:
                 healthy = [e for e in self._stt.pool.order() if e.healthy]
                 if not healthy:
                     self._failed = True
                     return
                 self._endpoint = healthy[0]
-                self._stream = await asyncio.wait_for(
+                opened: WyomingTranscription = await asyncio.wait_for(
                     self._endpoint.client.open_transcription(self._stt.language), self._stt.pool.deadline_s
                 )
+                stream = self._stream = opened
                 self.streamed_to = self._endpoint.url
                 pcm = np.concatenate(self._parts)
-            await self._stream.push(pcm)
+            await stream.push(pcm)
         except asyncio.CancelledError:
             await self.aclose()
             raise
