@@ -61,10 +61,13 @@ def check_registry() -> Check:
     return Check("headsets", "ok", f"{len(known)} paired ({registry_path()})")
 
 
+def _endpoints(engine: str, n: int) -> str:
+    return f"1 endpoint, {engine}[0] below" if n == 1 else f"{n} endpoints, {engine}[0..{n - 1}] below"
+
+
 def check_stt(cfg: Config) -> Check:
     if cfg.stt.engine != "local":
-        n = len(cfg.stt.urls)
-        return Check("stt", "ok", f"remote ({cfg.stt.engine}), {n} endpoint(s): stt[0..{n - 1}] below")
+        return Check("stt", "ok", f"remote ({cfg.stt.engine}): {_endpoints('stt', len(cfg.stt.urls))}")
     if not _has_module("faster_whisper"):
         return Check("stt", "fail", "faster-whisper is not installed", "pip install 'companion[stt]'")
     model = cfg.stt.model
@@ -94,9 +97,8 @@ def check_tts(cfg: Config) -> Check:
     espeak = shutil.which("espeak-ng") is not None
     engine = cfg.tts.engine
     if engine == "wyoming":
-        n = len(cfg.tts.urls)
         detail = (
-            f"remote (wyoming), {n} endpoint(s): tts[0..{n - 1}] below; local fallback {cfg.tts.fallback}"
+            f"remote (wyoming): {_endpoints('tts', len(cfg.tts.urls))}; local fallback {cfg.tts.fallback}"
         )
         fallback_ok = {"espeak": espeak, "piper": piper, "none": True}[cfg.tts.fallback]
         if not fallback_ok:

@@ -54,7 +54,7 @@ def test_each_endpoint_is_checked_and_all_down_fails(tmp_path: Path, companion_s
         tts__engine="wyoming",
         tts__urls=json.dumps([dead]),
     )
-    assert checks["stt"]["status"] == "ok" and "remote (wyoming), 2 endpoint(s)" in checks["stt"]["detail"]
+    assert checks["stt"]["status"] == "ok" and "remote (wyoming): 2 endpoints" in checks["stt"]["detail"]
     assert checks["stt[0]"]["status"] == "ok", checks["stt[0]"]
     assert "companion-stt: model tiny.en" in checks["stt[0]"]["detail"]
     # down, but the other STT server answers: failover covers it
