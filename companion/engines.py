@@ -65,14 +65,13 @@ class Engines:
         except (ModelNotAvailable, VoiceNotAvailable) as exc:
             raise EngineUnavailable(str(exc)) from exc
         remote = [engine for engine in (stt, tts) if hasattr(engine, "astart")]
-        if remote:  # remote servers: check them (one that is down is retried, not fatal); no warm-up
-            await asyncio.gather(*(engine.astart() for engine in remote))
-            report(f"engines ready in {time.monotonic() - t0:.1f} s")
-            return cls(stt=stt, tts=tts, llm=make_llm(config))
-        # Warm both up on real speech, so the first turn does not pay for lazy initialisation (the first
-        # decode of a real utterance costs ~3x a warm one).
-        speech = [chunk async for chunk in tts.stream("Hello, what time is it?")]
-        await stt.atranscribe(np.concatenate(speech) if speech else np.zeros(16000, dtype=np.int16))
+        # remote servers: check them (one that is down is retried, not fatal); they keep themselves warm
+        await asyncio.gather(*(engine.astart() for engine in remote))
+        # Warm the local ones up on real speech, so the first turn does not pay for lazy initialisation (the
+        # first decode of a real utterance costs ~3x a warm one).
+        speech = [chunk async for chunk in tts.stream("Hello, what time is it?")] if tts not in remote else []
+        if stt not in remote:
+            await stt.atranscribe(np.concatenate(speech) if speech else np.zeros(16000, dtype=np.int16))
         report(f"models ready in {time.monotonic() - t0:.1f} s")
         return cls(stt=stt, tts=tts, llm=make_llm(config))
 

@@ -10,6 +10,7 @@ one worker thread: requests queue), which is what one inference server does for 
 
     .venv/bin/python scripts/bench_wyoming.py --rounds 3
     .venv/bin/python scripts/bench_wyoming.py --rounds 3 --wyoming-bench   # also run wyoming-bench (PyPI)
+    .venv/bin/python scripts/bench_wyoming.py --rounds 2 --streaming-only  # upload at the end vs streamed
 """
 
 from __future__ import annotations
@@ -102,6 +103,49 @@ async def concurrent(host_port: tuple[str, int], clients: int, min_s: float, max
         print(f"  {n} concurrent clients: p50 {pct(values, 50):.0f} ms, p95 {pct(values, 95):.0f} ms")
 
 
+async def streaming_gain(
+    servers: dict[str, tuple[str, int]], rounds: int, min_s: float, max_s: float
+) -> None:
+    """STT after the end of speech: the bridge's two ways to use a remote Wyoming server, interleaved.
+
+    - at the end: the utterance is uploaded when the turn ends (`RemoteSTT.atranscribe`), timed from the call;
+    - streamed: audio-start at speech start, 20 ms frames paced at real time as a microphone delivers them,
+      audio-stop at the end (`RemoteSTT.open_stream()`), timed from the last frame.
+    """
+    from companion.remote.engines import RemoteSTT
+
+    utterances = [u for u in load_manifest() if min_s <= u.seconds <= max_s][:8]
+    results: dict[str, dict[str, list[float]]] = {n: {"at the end": [], "streamed": []} for n in servers}
+    for name, (host, port) in servers.items():
+        stt = RemoteSTT([f"tcp://{host}:{port}"], deadline_s=120.0)
+        await stt.astart()
+        try:
+            await stt.atranscribe(utterances[0].pcm())  # warm-up
+            for _ in range(rounds):
+                for u in utterances:
+                    pcm = u.pcm()
+                    t0 = time.perf_counter()
+                    await stt.atranscribe(pcm)
+                    results[name]["at the end"].append((time.perf_counter() - t0) * 1000)
+                    stream = stt.open_stream()
+                    start = time.perf_counter()
+                    for i in range(0, len(pcm), 320):
+                        await stream.push(pcm[i : i + 320])
+                        await asyncio.sleep(max(0.0, start + (i + 320) / 16000 - time.perf_counter()))
+                    t0 = time.perf_counter()
+                    result = await stream.finish()
+                    results[name]["streamed"].append((time.perf_counter() - t0) * 1000)
+                    assert result.path == "remote-wyoming-streamed", result
+        finally:
+            await stt.aclose()
+    print("\nSTT after the end of speech, uploaded at the end vs streamed during speech")
+    print(f"({len(utterances)} utterances of {min_s:g}-{max_s:g} s x {rounds} rounds, loopback):")
+    print(f"{'server':<24} {'way':<12} {'p50 ms':>8} {'p95 ms':>8}")
+    for name, ways in results.items():
+        for way, values in ways.items():
+            print(f"{name:<24} {way:<12} {pct(values, 50):8.0f} {pct(values, 95):8.0f}")
+
+
 def run_wyoming_bench(servers: dict[str, tuple[str, int]], min_s: float, max_s: float) -> None:
     exe = shutil.which("wyoming-bench") or str(Path(sys.executable).with_name("wyoming-bench"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,6 +180,11 @@ async def main() -> None:
     ap.add_argument(
         "--wyoming-bench", action="store_true", help="also run the wyoming-bench (PyPI) STT benchmark"
     )
+    ap.add_argument(
+        "--streaming-only",
+        action="store_true",
+        help="only compare uploading at the end of speech with streaming during it (RemoteSTT)",
+    )
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as data:
@@ -143,6 +192,9 @@ async def main() -> None:
         wfw = start_wyoming_faster_whisper(Path(data))
         try:
             servers = {"companion serve": serve.host_port, "wyoming-faster-whisper": wfw.host_port}
+            if args.streaming_only:
+                await streaming_gain(servers, args.rounds, args.min_s, min(args.max_s, 6.0))
+                return
             await side_by_side(servers, args.rounds, args.min_s, args.max_s)
             print(f"\ncompanion serve, concurrent clients ({args.min_s:g}-{args.max_s:g} s utterances):")
             await concurrent(serve.host_port, args.concurrency, args.min_s, args.max_s)

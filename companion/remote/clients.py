@@ -84,6 +84,12 @@ class WyomingClient:
                 if Error.is_type(event.type):
                     raise RemoteError(f"{self.uri}: {Error.from_event(event).text}")
 
+    async def open_transcription(self, language: str | None = "en") -> WyomingTranscription:
+        """A transcription streamed while the wearer speaks (see `WyomingTranscription`)."""
+        stream = WyomingTranscription(self._connect(), self.uri)
+        await stream.start(language)
+        return stream
+
     async def synthesize(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         """`text` spoken, as 16 kHz mono int16 chunks in whatever format the server chose converted."""
         converter = InputConverter()
@@ -105,6 +111,59 @@ class WyomingClient:
                     return
                 elif Error.is_type(event.type):
                     raise RemoteError(f"{self.uri}: {Error.from_event(event).text}")
+
+
+class WyomingTranscription:
+    """One transcription streamed as the audio arrives: transcribe + audio-start when speech starts, chunks
+    while the wearer talks, audio-stop at the end of the turn; only the stop and the decode remain after it.
+
+    A server that finds the end of speech in the stream itself (`companion serve`) may answer before the
+    stop; `finish()` then reads the transcript that is already waiting.
+    """
+
+    def __init__(self, client: AsyncClient, uri: str) -> None:
+        self._client = client
+        self.uri = uri
+        self._open = False
+
+    async def start(self, language: str | None) -> None:
+        await self._client.connect()
+        self._open = True
+        # the bridge's turn detector ends the turn: `companion serve` must not cut the stream at a pause
+        # (other servers ignore the context)
+        request = Transcribe(language=language, context={"endpointing": False})
+        await self._client.write_event(request.event())
+        await self._client.write_event(AudioStart(rate=SAMPLE_RATE, width=WIDTH, channels=CHANNELS).event())
+
+    async def push(self, pcm: np.ndarray) -> None:
+        """Send 16 kHz mono int16 audio (any length)."""
+        for data in pcm_chunks(pcm):
+            await self._client.write_event(
+                AudioChunk(rate=SAMPLE_RATE, width=WIDTH, channels=CHANNELS, audio=data).event()
+            )
+
+    async def finish(self) -> str:
+        """Send audio-stop and return the transcript; the connection is closed either way."""
+        try:
+            try:
+                await self._client.write_event(AudioStop().event())
+            except ConnectionError:
+                pass  # it may have answered (end of speech found in the stream) and closed: read on
+            while True:
+                event = await self._client.read_event()
+                if event is None:
+                    raise RemoteError(f"{self.uri} closed the connection before the transcript")
+                if Transcript.is_type(event.type):
+                    return Transcript.from_event(event).text.strip()
+                if Error.is_type(event.type):
+                    raise RemoteError(f"{self.uri}: {Error.from_event(event).text}")
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._open:
+            self._open = False
+            await self._client.disconnect()
 
 
 def wav_bytes(pcm: np.ndarray) -> bytes:

@@ -21,6 +21,7 @@ import numpy as np
 from companion.remote.clients import OpenAITranscriptionClient, WyomingClient
 from companion.remote.errors import SpeechServiceUnavailable
 from companion.remote.pool import AllEndpointsFailed, Endpoint, EndpointPool
+from companion.remote.streaming import StreamedTranscription
 from companion.stt.whisper import Transcript
 from companion.tts.base import SAMPLE_RATE, TTSError, check_text
 
@@ -95,6 +96,10 @@ class RemoteSTT:
         except AllEndpointsFailed as exc:
             raise SpeechServiceUnavailable(str(exc)) from exc
         return Transcript(text, audio_s, (time.perf_counter() - t0) * 1000, f"remote-{self.engine}")
+
+    def open_stream(self) -> StreamedTranscription:
+        """An utterance sent while it is spoken (companion/remote/streaming.py), failover included."""
+        return StreamedTranscription(self)
 
     def status(self) -> list[dict[str, object]]:
         return self.pool.status()

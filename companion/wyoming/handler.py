@@ -138,7 +138,11 @@ class CompanionEventHandler(AsyncEventHandler):
             turn = turn.model_copy(
                 update={"end_silence_ms": silence, "fallback_ms": max(turn.fallback_ms, silence)}
             )
-        transcription = StreamTranscription(self.engines.stt, turn, endpointing=self.engines.endpointing)
+        # a client that finds the end of the turn itself (a companion bridge streaming during speech) says
+        # so in the request's context: its stream must not be cut at a pause
+        client_ends = request is not None and (request.context or {}).get("endpointing") is False
+        endpointing = self.engines.endpointing and not client_ends
+        transcription = StreamTranscription(self.engines.stt, turn, endpointing=endpointing)
         self._transcription = transcription
         self._answer = asyncio.create_task(self._send_transcript(transcription), name="wyoming-answer")
 
