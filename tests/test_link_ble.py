@@ -287,7 +287,7 @@ def test_missing_bluez_is_explained() -> None:
 
 
 def test_rechunker_makes_20ms_frames_and_keeps_concealment_marks() -> None:
-    from companion.link.ble import _Rechunker
+    from companion.link.mic_stream import Rechunker as _Rechunker
 
     rng = np.random.default_rng(0)
     rc = _Rechunker()
