@@ -33,15 +33,11 @@ from bleak_retry_connector import establish_connection
 from companion.aio import DropOldestQueue, reconnect_policy
 from companion.protocol import (
     Abort,
-    Button,
-    ButtonReport,
     Capabilities,
     CodecId,
-    CodecsReport,
     CompanionUUID,
     ControlMsg,
     DeviceState,
-    ErrorReport,
     FlowStatus,
     Listen,
     Profile,
@@ -52,21 +48,15 @@ from companion.protocol import (
     StdUUID,
     Tts,
     TtsPhase,
-    VolumeReport,
     codec_spec,
-    decode_control,
     parse_battery,
-    parse_omi_button,
     parse_omi_codec,
     profile_for_services,
 )
-from companion.protocol import PlaybackReport as PlaybackNotice
 
 from . import omi
 from .base import (
     AudioChunk,
-    BatteryEvent,
-    ButtonEvent,
     ConnectionEvent,
     HeadsetInfo,
     HeadsetLink,
@@ -74,13 +64,13 @@ from .base import (
     LinkEvent,
     NotConnected,
     PlaybackReport,
-    PlaybackStatus,
     until_closed,
 )
 from .ble_codec import MIC_PREFERENCE, SPEAKER_PREFERENCE, choose_codec, codec_fits
 from .bluez_battery import BlueZBatteryWatch
 from .errors import LinkFailed, ReconnectPolicy, as_link_errors
 from .mic_stream import MicStream
+from .notices import HeadsetNotices
 from .scan import FoundHeadset, describe_ble_error, scan_headsets
 from .speaker_sender import SpeakerSender
 
@@ -149,15 +139,14 @@ class BleHeadsetLink(HeadsetLink):
         )
         self._event_q: asyncio.Queue[LinkEvent | BaseException | None] = asyncio.Queue()
         self._mic = MicStream(self.options.reorder_window)
+        self._notices = HeadsetNotices(self.info)
         self._extra = {
-            "control_malformed": 0,
             "connects": 0,
             "reconnects": 0,
             "disconnects": 0,
         }
         self._speaker: SpeakerSender | None = None  # this connection's speaker side, if the headset has one
         self._play_lock = asyncio.Lock()
-        self._playing = False
         self._bluez_battery: BlueZBatteryWatch | None = None  # the level from BlueZ when 0x180F is hidden
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -384,56 +373,25 @@ class BleHeadsetLink(HeadsetLink):
             self._audio_q.put_nowait(chunk)
 
     def _on_control(self, _char: object, data: bytearray) -> None:
-        try:
-            msg = decode_control(data)
-        except ProtocolError as exc:
-            self._extra["control_malformed"] += 1
-            log.debug("dropped malformed control message %s: %s", bytes(data).hex(), exc)
-            return
-        now = time.monotonic()
-        match msg:
-            case ButtonReport(button=button):
-                self._event_q.put_nowait(ButtonEvent(button, now))
-            case PlaybackNotice(event=event):
-                self._event_q.put_nowait(PlaybackStatus(event, now))
-            case ErrorReport(code=code, text=text):
-                log.warning("headset %s reports error %d: %s", self.info.address, code, text)
-                self._event_q.put_nowait(LinkErrorEvent(f"headset error {code}: {text}", now))
-            case CodecsReport(mic=mic, speaker=speaker):
-                log.debug("headset %s uses mic %s, speaker %s", self.info.address, mic.name, speaker.name)
-            case VolumeReport(percent=percent):
-                self.info.extra["volume"] = percent
+        self._emit(self._notices.control(data, time.monotonic()))
 
     def _on_flow(self, _char: object, data: bytearray) -> None:
-        try:
-            status = FlowStatus.decode(data)
-        except ProtocolError:
-            self._extra["control_malformed"] += 1
-            return
-        if self._speaker is not None:
+        status = self._notices.flow(data)
+        if status is not None and self._speaker is not None:
             self._speaker.on_flow(status)
-        self.info.extra["speaker_buffered_ms"] = status.buffered_ms
-        self.info.extra["speaker_underruns"] = status.underruns
 
     def _on_battery(self, _char: object, data: bytearray) -> None:
-        try:
-            level = parse_battery(data)
-        except ProtocolError:
-            self._extra["control_malformed"] += 1
-            return
-        self._on_level(level)
+        self._emit(self._notices.battery(data, time.monotonic()))
 
     def _on_level(self, percent: int) -> None:
-        self.info.battery = percent
-        self._event_q.put_nowait(BatteryEvent(percent, time.monotonic()))
+        self._emit(self._notices.level(percent, time.monotonic()))
 
     def _on_omi_button(self, _char: object, data: bytearray) -> None:
-        try:
-            button: Button = parse_omi_button(data)
-        except ProtocolError:
-            self._extra["control_malformed"] += 1
-            return
-        self._event_q.put_nowait(ButtonEvent(button, time.monotonic()))
+        self._emit(self._notices.omi_button(data, time.monotonic()))
+
+    def _emit(self, event: LinkEvent | None) -> None:
+        if event is not None:
+            self._event_q.put_nowait(event)
 
     def audio(self) -> AsyncIterator[AudioChunk]:
         return until_closed(self._audio_q)
@@ -446,6 +404,7 @@ class BleHeadsetLink(HeadsetLink):
             **self._mic.counters().as_dict(),
             "frames_dropped_backlog": self._audio_q.dropped,
             "decode_errors": self._mic.decode_errors,
+            "control_malformed": self._notices.malformed,
             **self._extra,
         }
 
