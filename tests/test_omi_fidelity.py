@@ -14,10 +14,19 @@ import numpy as np
 import pytest
 from bleak import BleakClient, BleakScanner
 
-from companion.protocol import Button, CodecId, OmiUUID, Profile, Reassembler, StdUUID, parse_omi_button
+from companion.protocol import (
+    Button,
+    CodecId,
+    OmiUUID,
+    Profile,
+    Reassembler,
+    StdUUID,
+    parse_omi_button,
+    parse_time_sync,
+)
 from companion.protocol.codecs import StreamDecoder
 from companion.protocol.control import parse_omi_codec
-from companion.protocol.omi import MTU_FOR_EVERY_FRAME, MTU_REQUEST_DELAY_S, decode_time
+from companion.protocol.omi import MTU_FOR_EVERY_FRAME, MTU_REQUEST_DELAY_S
 from firmware_sim import HeadsetConfig, RadioConfig, SimClient, SimScanner, SimWorld
 from tests.fixtures.sim import find_offset, snr_db, until
 
@@ -204,7 +213,7 @@ async def test_gatt_layout_and_identity_follow_the_firmware(sim_world: SimWorld)
     assert parse_omi_codec(await client.read_gatt_char(OmiUUID.CODEC)) is CodecId.OPUS_16K_20MS
     await client.write_gatt_char(OmiUUID.MIC_GAIN, b"\x0c", response=True)
     assert await client.read_gatt_char(OmiUUID.MIC_GAIN) == b"\x08"  # capped at level 8, as the firmware does
-    assert decode_time(await client.read_gatt_char(OmiUUID.TIME_READ)) == 0  # never synced
+    assert parse_time_sync(await client.read_gatt_char(OmiUUID.TIME_READ)) == 0  # never synced
     await client.disconnect()
     devkit = sim_world.add_headset(HeadsetConfig(profile="omi", variant="devkit", name="Omi DK"))
     client = await _plain_client(sim_world, "Omi DK")
