@@ -5,7 +5,9 @@ and `transcribe` (a WAV file to text, optionally through a virtual headset and t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,6 +24,22 @@ from .common import (
     progress,
     run_command,
 )
+
+
+def _codec_option(default: str | None, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--codec``: a mic codec by the protocol's name for it."""
+    return click.option(
+        "--codec",
+        type=click.Choice(list(CODEC_NAMES)),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def _loss_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--loss``: packet loss on the simulated radio."""
+    return click.option("--loss", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, help=help)
 
 
 @cli.command()
@@ -43,18 +61,8 @@ from .common import (
 @click.option(
     "--earcons", is_flag=True, help="Play earcons (off by default so the recording measures the reply)."
 )
-@click.option(
-    "--codec",
-    type=click.Choice(list(CODEC_NAMES)),
-    help="Mic codec over the simulated link (default: the best the link carries).",
-)
-@click.option(
-    "--loss",
-    type=click.FloatRange(0, 0.5),
-    default=0.0,
-    show_default=True,
-    help="Packet loss on the simulated radio.",
-)
+@_codec_option(None, "Mic codec over the simulated link (default: the best the link carries).")
+@_loss_option("Packet loss on the simulated radio.")
 @click.option(
     "--llm-url", metavar="URL", help="Answer with an OpenAI-compatible server instead of the skills."
 )
@@ -153,20 +161,8 @@ def demo(
 @click.option(
     "--via-headset", is_flag=True, help="Stream the audio through a virtual headset and the BLE link first."
 )
-@click.option(
-    "--codec",
-    type=click.Choice(list(CODEC_NAMES)),
-    default="opus",
-    show_default=True,
-    help="Mic codec on the link (with --via-headset).",
-)
-@click.option(
-    "--loss",
-    type=click.FloatRange(0, 0.5),
-    default=0.0,
-    show_default=True,
-    help="Packet loss on the simulated radio (with --via-headset).",
-)
+@_codec_option("opus", "Mic codec on the link (with --via-headset).")
+@_loss_option("Packet loss on the simulated radio (with --via-headset).")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print text, audio seconds, STT milliseconds, link counters."
 )
