@@ -52,6 +52,7 @@ from companion.protocol import (
     encode_omi_features,
     parse_time_sync,
 )
+from companion.protocol.control import encode_omi_codec
 from companion.protocol.messages import error_text_room
 from companion.protocol.omi import GESTURES
 
@@ -234,7 +235,7 @@ class Firmware:
         if key == "battery":
             return encode_battery(self.battery)
         if key == "codec":
-            return bytes((self.mic_codec,))
+            return encode_omi_codec(self.mic_codec)
         if key == "features":
             return encode_omi_features(self.features())
         if key == "button":
