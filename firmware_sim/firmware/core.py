@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,6 +60,7 @@ from ..faults import ReadFaults
 from ..gatt import AttError, Characteristic, build_table
 from ..radio import Link
 from .acoustics import Acoustics, MicParts, load_bystanders
+from .battery import Battery
 from .descriptors import capabilities, omi_features, preferred_speaker_codec
 from .encoder import MicEncoder
 from .mic import Mic
@@ -103,7 +103,7 @@ class Firmware:
         self.log: list[LogEntry] = []
         self.powered = True
         self.state = DeviceState.IDLE
-        self.battery_level = float(config.battery_percent)
+        self.battery_model = Battery(config)
         # HeadsetConfig resolves names and profile defaults on construction: the codecs are CodecIds here
         assert isinstance(config.mic_codec, CodecId) and not isinstance(config.speaker_codec, str)
         self.mic_codec = config.mic_codec
@@ -122,8 +122,6 @@ class Firmware:
         self._streaming = False
         self.streaming_changed = asyncio.Event()  # set (and replaced) whenever streaming starts or stops
         self._last_flow: bytes | None = None
-        self._battery_ticks = 0
-        self._battery_notified: int | None = None
         self._last_button = bytes(8)
         self._mic_handle = self.table.handle_of("mic")
         self.read_faults = ReadFaults()  # answers the host cannot decode, on request (firmware_sim.faults)
@@ -162,7 +160,7 @@ class Firmware:
 
     @property
     def battery(self) -> int:
-        return max(0, min(100, math.ceil(self.battery_level - 1e-9)))
+        return self.battery_model.percent
 
     @property
     def volume(self) -> int:
@@ -194,7 +192,7 @@ class Firmware:
         else:
             self.omi.on_link_up(self.clock())
         self._last_flow = None
-        self._battery_notified = None
+        self.battery_model.renotify()
         if self.speaker is not None:
             self.speaker.reset()
         self._log("connected", link.central)
@@ -219,7 +217,7 @@ class Firmware:
         if char.key == "flow":
             self._last_flow = None  # send the current status on the next tick
         if char.key == "battery":
-            self._battery_notified = None
+            self.battery_model.renotify()
 
     # -- GattServer: reads and writes --------------------------------------------------------------
     def on_read(self, char: Characteristic) -> bytes:
@@ -436,25 +434,14 @@ class Firmware:
             link.offer_audio("mic", self._mic_handle, pk.packetize(frame))
 
     def _battery_tick(self) -> None:
-        cfg = self.config
-        if not cfg.has_battery:
+        if not self.config.has_battery:
             return
-        before = self.battery
-        self.battery_level = max(0.0, self.battery_level - cfg.battery_drain_per_min / (60 * 50))
-        if self.battery_level <= 0 and before > 0:
-            log.warning("%s: battery empty, powering off", cfg.name)
+        empty, due = self.battery_model.tick()
+        if empty:
+            log.warning("%s: battery empty, powering off", self.config.name)
             if self.on_battery_empty is not None:
                 self.on_battery_empty()
-            return
-        self._battery_ticks += 1
-        period = cfg.battery_notify_s or 0
-        if period:
-            due = self._battery_ticks >= round(period * 50)
-        else:
-            due = self.battery != self._battery_notified
-        if due:
-            self._battery_ticks = 0
-            self._battery_notified = self.battery
+        elif due:
             self._notify("battery", encode_battery(self.battery))
 
     def _flow_tick(self) -> None:
