@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import BaseBleakScanner
@@ -71,7 +71,7 @@ from .bluez_battery import BlueZBatteryWatch
 from .errors import LinkFailed, ReconnectPolicy, as_link_errors
 from .mic_stream import MicStream
 from .notices import HeadsetNotices
-from .scan import FoundHeadset, describe_ble_error, scan_headsets
+from .scan import FoundHeadset, describe_ble_error, find_headset, scan_headsets
 from .speaker_sender import SpeakerSender
 
 __all__ = [  # the link, and the names callers have always imported from here
@@ -185,19 +185,12 @@ class BleHeadsetLink(HeadsetLink):
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     # -- connecting --------------------------------------------------------------------------------
-    async def _find(self) -> BLEDevice:
-        kwargs: BleakScanner.ExtraArgs = {}
-        if self._scanner_backend is not None:
-            kwargs["backend"] = self._scanner_backend
-        device = await BleakScanner.find_device_by_address(
-            self.info.address, timeout=self.options.scan_timeout_s, **kwargs
-        )
-        if device is None:
-            raise NotConnected(f"headset {self.info.address} is not advertising")
-        return device
-
     async def _connect(self) -> None:
-        device = self._device if self._device is not None else await self._find()
+        device = self._device
+        if device is None:
+            device = await find_headset(
+                self.info.address, self.options.scan_timeout_s, backend=self._scanner_backend
+            )
         if device.name:
             self.info.name = device.name
         kwargs: dict[str, Any] = {} if self._backend is None else {"backend": self._backend}

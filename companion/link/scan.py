@@ -18,6 +18,8 @@ from companion.protocol import (
     profile_for_services,
 )
 
+from .base import NotConnected
+
 
 def describe_ble_error(exc: BaseException) -> str:
     """What a failed scan or connect means for the user, and what to do about it."""
@@ -57,6 +59,19 @@ class FoundHeadset:
             "rssi": self.rssi,
             "battery": self.battery,
         }
+
+
+async def find_headset(
+    address: str, timeout: float, *, backend: type[BaseBleakScanner] | None = None
+) -> BLEDevice:
+    """The advertising headset at ``address``; NotConnected if it does not advertise within ``timeout``."""
+    kwargs: BleakScanner.ExtraArgs = {}
+    if backend is not None:
+        kwargs["backend"] = backend
+    device = await BleakScanner.find_device_by_address(address, timeout=timeout, **kwargs)
+    if device is None:
+        raise NotConnected(f"headset {address} is not advertising")
+    return device
 
 
 async def scan_headsets(
