@@ -28,7 +28,7 @@ from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback,
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
 
-from companion.protocol.gatt import sig_uuid
+from companion.protocol.gatt import ATT_HEADER, sig_uuid
 
 from .gatt import AttError, GattTable
 from .headset import Advertisement
@@ -278,7 +278,7 @@ class SimClient(BaseBleakClient):
         return coll
 
     def _max_write_size(self) -> int:
-        return self.mtu_size - 3
+        return self.mtu_size - ATT_HEADER
 
     def _on_link_lost(self, reason: str) -> None:
         log.debug("%s: link lost (%s)", self.address, reason)

@@ -27,6 +27,7 @@ from .firmware import load_wav, synthesize
 from .headset import VirtualHeadset
 from .paths import SOCKET_ENV, default_socket_path
 from .server import SimServer, SocketInUse
+from .tasks import TaskOwner
 from .world import SimWorld
 
 log = logging.getLogger("firmware_sim")
@@ -343,11 +344,6 @@ async def wearer(
         log.info("%s: wearer has said everything", hs.name)
 
 
-def _report(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s failed: %s", task.get_name(), task.exception())
-
-
 async def serve(args: argparse.Namespace) -> int:
     path = args.socket or default_socket_path()
     for wav in args.mic:
@@ -367,15 +363,11 @@ async def serve(args: argparse.Namespace) -> int:
                 log.error("%s", exc)
                 return 1
             headsets = [world.add_headset(h, r) for h, r in configs(args)]
-            wearers = []
+            wearers = TaskOwner("wearer")  # a wearer that fails is logged with its error; the rest go on
             for i, hs in enumerate(headsets):
                 if args.record:
                     hs.start_recording(record_path(args.record, i, len(headsets)))
-                task = asyncio.create_task(
-                    wearer(hs, args.mic, args.mic_text, args.settle, args.pause), name=f"wearer {hs.name}"
-                )
-                task.add_done_callback(_report)
-                wearers.append(task)
+                wearers.spawn(wearer(hs, args.mic, args.mic_text, args.settle, args.pause), hs.name)
             log.info(
                 "ready: %d %s headset(s) on %s: %s",
                 len(headsets),
@@ -387,9 +379,7 @@ async def serve(args: argparse.Namespace) -> int:
                 await stop.wait()
             finally:
                 log.info("shutting down")
-                for t in wearers:
-                    t.cancel()
-                await asyncio.gather(*wearers, return_exceptions=True)
+                await wearers.aclose()
                 await server.aclose()
                 for hs in headsets:
                     rec = hs.stop_recording()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, SupportsInt
 
-from companion.protocol import CodecId, Profile, codec_spec
+from companion.protocol import ATT_HEADER, CodecId, Profile, codec_spec
 from companion.protocol.control import OMI_CODECS
 from companion.protocol.omi import IDENTITY, MIN_STREAM_MTU, OmiIdentity, OmiVariant
 
@@ -359,7 +359,7 @@ class RadioConfig:
 
     def payload_rate(self, mtu: int) -> float:
         """ATT payload bytes per second one direction can carry at this MTU."""
-        return self.packets_per_event * (1000.0 / self.interval_ms) * (mtu - 3)
+        return self.packets_per_event * (1000.0 / self.interval_ms) * (mtu - ATT_HEADER)
 
 
 def _default_codec(ident: OmiIdentity | None) -> CodecId:

@@ -16,7 +16,7 @@ from companion.link.base import ButtonEvent, ConnectionEvent, LinkBandwidthError
 from companion.link.ble import BleHeadsetLink, BleLinkOptions, scan_headsets
 from companion.protocol import Button, CodecId, PlaybackEvent, Profile
 from firmware_sim import AudioTruth, HeadsetConfig, RadioConfig, SimClient, SimScanner, SimWorld
-from tests.fixtures.sim import until
+from tests.fixtures.sim import caught_up, until
 
 pytestmark = pytest.mark.usefixtures("fast_backoff")
 
@@ -44,6 +44,17 @@ class _Collector:
     async def stop(self) -> None:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _heard_all(link: BleHeadsetLink, hs, got: _Collector) -> None:
+    """Let the utterance's tail out of the codec (100 ms of silence on the headset clock), then wait until
+    every mic packet the headset produced has landed or been lost (the radio's ground truth) and the
+    collector holds every 20 ms frame the link made of them."""
+    await hs.mic.say(np.zeros(1600, dtype=np.int16))
+    await caught_up(hs)
+    c = link.counters()
+    made = c["frames_decoded"] + c["frames_concealed"]
+    await until(lambda: len(got.chunks) >= made, 5, "the collector to take every frame")
 
 
 def _align(out: np.ndarray, ref: np.ndarray, search: int) -> int:
@@ -76,7 +87,7 @@ async def test_pcm16_mic_round_trip_is_bit_exact(sim_world: SimWorld, speech_set
         assert link.info.mic_codec == "pcm16-16k"
         got = _Collector(link)
         await hs.mic.say(pcm)
-        await asyncio.sleep(0.3)
+        await _heard_all(link, hs, got)
         await got.stop()
     out = got.pcm()
     start = int(np.flatnonzero(out)[0]) - int(np.flatnonzero(pcm)[0])
@@ -91,7 +102,7 @@ async def test_opus_mic_round_trip_snr(sim_world: SimWorld, speech_set) -> None:
         assert link.info.mic_codec == "opus-16k-20ms"
         got = _Collector(link)
         await hs.mic.say(pcm)
-        await asyncio.sleep(0.3)
+        await _heard_all(link, hs, got)
         await got.stop()
     out = got.pcm()
     off = _align(out, pcm, len(out) - len(pcm))
@@ -108,7 +119,7 @@ async def test_omi_stream_decodes(sim_world: SimWorld, speech_set) -> None:
         assert link.info.mtu >= 100  # omi firmware does not stream below MTU 100: the link must raise it
         got = _Collector(link)
         await hs.mic.say(pcm)
-        await asyncio.sleep(0.3)
+        await _heard_all(link, hs, got)
         await got.stop()
     out = got.pcm()
     off = _align(out, pcm, len(out) - len(pcm))
@@ -125,9 +136,11 @@ async def test_counted_impairments_equal_radio_truth(sim_world: SimWorld, speech
         await hs.mic.say(speech_set[2].pcm())
         # A clean tail lets the receiver decide every hole (a loss after the last packet is invisible).
         hs.radio.impair(loss=0.0, duplicate=0.0, reorder=0.0)
-        await asyncio.sleep(0.5)
+        clean_from = hs.truth.mic.sent
+        await until(lambda: hs.truth.mic.sent >= clean_from + 25, 5, "25 clean packets on air")
         await link.listen(False)  # stop the stream so both sides count the same packets
-        await asyncio.sleep(0.2)
+        if profile == "companion":
+            await until(lambda: not hs.firmware.streaming, 2, "the headset to stop streaming")
         # an Omi streams for as long as the host is subscribed: take both snapshots at one instant with
         # nothing in flight between the radio's books and the host's
         radio_link = hs.radio.link
@@ -197,15 +210,13 @@ async def test_reconnects_within_two_seconds_of_a_power_cycle(sim_world: SimWorl
         watcher = asyncio.create_task(watch())
         got = _Collector(link)
         cycle = asyncio.create_task(hs.power_cycle(off_s=1.0))
-        await asyncio.sleep(0.2)
-        assert not link.connected
+        await until(lambda: not link.connected, 2, "the link to notice the power-off")
         await cycle
         back = time.monotonic()
         await link.wait_connected(timeout=2.0)
         reconnect_s = time.monotonic() - back
         n_before = len(got.chunks)
-        await asyncio.sleep(0.3)
-        assert len(got.chunks) > n_before  # resubscribed: audio flows again
+        await until(lambda: len(got.chunks) > n_before, 2, "audio after the reconnect")  # resubscribed
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         await got.stop()
@@ -287,7 +298,7 @@ def test_missing_bluez_is_explained() -> None:
 
 
 def test_rechunker_makes_20ms_frames_and_keeps_concealment_marks() -> None:
-    from companion.link.ble import _Rechunker
+    from companion.link.mic_stream import Rechunker as _Rechunker
 
     rng = np.random.default_rng(0)
     rc = _Rechunker()

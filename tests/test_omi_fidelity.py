@@ -14,12 +14,21 @@ import numpy as np
 import pytest
 from bleak import BleakClient, BleakScanner
 
-from companion.protocol import Button, CodecId, OmiUUID, Profile, Reassembler, StdUUID, parse_omi_button
+from companion.protocol import (
+    Button,
+    CodecId,
+    OmiUUID,
+    Profile,
+    Reassembler,
+    StdUUID,
+    parse_omi_button,
+    parse_time_sync,
+)
 from companion.protocol.codecs import StreamDecoder
 from companion.protocol.control import parse_omi_codec
-from companion.protocol.omi import MTU_FOR_EVERY_FRAME, MTU_REQUEST_DELAY_S, decode_time
+from companion.protocol.omi import MTU_FOR_EVERY_FRAME, MTU_REQUEST_DELAY_S
 from firmware_sim import HeadsetConfig, RadioConfig, SimClient, SimScanner, SimWorld
-from tests.fixtures.sim import find_offset, snr_db, until
+from tests.fixtures.sim import caught_up, find_offset, snr_db, until
 
 AUDIO = OmiUUID.AUDIO
 
@@ -40,6 +49,13 @@ def _decode(packets: list[bytes], codec: CodecId) -> tuple[np.ndarray, Reassembl
     return (np.concatenate(pcm) if pcm else np.zeros(0, dtype=np.int16)), reasm
 
 
+async def _tail_landed(hs, silence_s: float = 0.1) -> None:
+    """Silence after the speech on the headset clock (the codec's tail gets out), then every packet the
+    headset produced has landed or been lost (the radio's ground truth)."""
+    await hs.mic.say(np.zeros(int(16000 * silence_s), dtype=np.int16))
+    await caught_up(hs)
+
+
 async def test_a_plain_bleak_client_gets_audio_once_the_device_raises_the_mtu(
     sim_world: SimWorld, speech_set
 ) -> None:
@@ -57,7 +73,7 @@ async def test_a_plain_bleak_client_gets_audio_once_the_device_raises_the_mtu(
     assert hs.firmware.omi is not None and hs.firmware.omi.mtu_requests == 1
     packets.clear()
     await hs.mic.say(pcm)
-    await asyncio.sleep(0.3)
+    await _tail_landed(hs)
     codec = parse_omi_codec(await client.read_gatt_char(OmiUUID.CODEC))
     await client.disconnect()
     assert codec is CodecId.OPUS_16K_20MS
@@ -106,8 +122,10 @@ async def test_frames_that_do_not_fit_use_their_id_and_the_host_conceals_them(
         assert link.info.mtu == 150
         task = asyncio.create_task(collect())
         await hs.mic.say(pcm)
-        await asyncio.sleep(0.5)  # quiet frames after the speech fit again and reveal every gap
+        await _tail_landed(hs, 0.5)  # quiet frames after the speech fit again and reveal every gap
         counters = link.counters()
+        made = counters["frames_decoded"] + counters["frames_concealed"]
+        await until(lambda: len(chunks) >= made, 5, "the collector to take every frame")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     omi = hs.firmware.omi
@@ -150,9 +168,9 @@ async def test_buttons_send_gestures_each_with_a_release_and_a_long_press_powers
     got: list[tuple[float, Button]] = []
     await client.start_notify(OmiUUID.BUTTON, lambda _, d: got.append((hs.clock(), parse_omi_button(d))))
     hs.press(Button.TAP)
-    await asyncio.sleep(0.3)
+    await until(lambda: len(got) == 2, 2, "the tap and its release")
     hs.press(Button.DOUBLE_TAP)
-    await asyncio.sleep(0.3)
+    await until(lambda: len(got) == 4, 2, "the double tap and its release")
     assert [b for _, b in got] == [Button.TAP, Button.RELEASE, Button.DOUBLE_TAP, Button.RELEASE]
     for (t_gesture, _), (t_release, _) in zip(got[::2], got[1::2], strict=True):
         assert 0.035 <= t_release - t_gesture <= 0.065  # one 40 ms button poll later (20 ms ticks)
@@ -204,7 +222,7 @@ async def test_gatt_layout_and_identity_follow_the_firmware(sim_world: SimWorld)
     assert parse_omi_codec(await client.read_gatt_char(OmiUUID.CODEC)) is CodecId.OPUS_16K_20MS
     await client.write_gatt_char(OmiUUID.MIC_GAIN, b"\x0c", response=True)
     assert await client.read_gatt_char(OmiUUID.MIC_GAIN) == b"\x08"  # capped at level 8, as the firmware does
-    assert decode_time(await client.read_gatt_char(OmiUUID.TIME_READ)) == 0  # never synced
+    assert parse_time_sync(await client.read_gatt_char(OmiUUID.TIME_READ)) == 0  # never synced
     await client.disconnect()
     devkit = sim_world.add_headset(HeadsetConfig(profile="omi", variant="devkit", name="Omi DK"))
     client = await _plain_client(sim_world, "Omi DK")
@@ -265,7 +283,7 @@ async def test_the_devkit_streams_codec_20_without_loss_at_mtu_100(sim_world: Si
     packets: list[bytes] = []
     await client.start_notify(AUDIO, lambda _, d: packets.append(bytes(d)))
     await hs.mic.say(pcm)
-    await asyncio.sleep(0.3)
+    await _tail_landed(hs)
     await client.disconnect()
     out, reasm = _decode(packets, CodecId.OPUS_16K_10MS)
     assert hs.firmware.omi is not None and hs.firmware.omi.packetizer.dropped == 0

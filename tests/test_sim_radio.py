@@ -3,7 +3,6 @@ plain host counts; throughput, latency and write backpressure behave like a BLE 
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from bleak.exc import BleakError
 
 from companion.protocol import CompanionUUID, Listen, Profile
 from firmware_sim import AudioTruth, RadioConfig, SimWorld
-from tests.fixtures.sim import connect_host, until
+from tests.fixtures.sim import air_settled, connect_host, until
 
 
 async def _quiesce(host, hs) -> tuple[list[bytes], AudioTruth]:  # type: ignore[no-untyped-def]
@@ -20,8 +19,16 @@ async def _quiesce(host, hs) -> tuple[list[bytes], AudioTruth]:  # type: ignore[
     if host.profile is Profile.COMPANION:
         await host.command(Listen(False))
         await until(lambda: not (hs.radio.link.ring_frames or hs.radio.link.held), 5, "the ring to drain")
-    await asyncio.sleep(0.3)
+    else:
+        await _more_on_air(hs, 15)  # a clean stretch reveals every hole the lossy one left
+    await air_settled(hs)  # nothing in flight: the snapshot below is of one instant (no await between)
     return list(host.mic_packets), AudioTruth(**hs.truth.mic.as_dict())
+
+
+async def _more_on_air(hs, n: int, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the headset has sent ``n`` more mic packets on air (the radio's ground truth)."""
+    start = hs.truth.mic.sent
+    await until(lambda: hs.truth.mic.sent >= start + n, timeout, f"{n} more mic packets on air")
 
 
 @pytest.mark.parametrize("profile", ["companion", "omi"])
@@ -32,9 +39,10 @@ async def test_ground_truth_matches_what_the_host_counts(sim_world: SimWorld, pr
     # omi needs MTU >= 100 to stream; the companion link stays at 23 so frames span several packets
     host = await connect_host(sim_world, hs, acquire_mtu=profile == "omi")
     await host.listen()
-    await asyncio.sleep(0.1)  # a clean start, so the host's first packet is the stream's first
+    # a clean start, so the host's first packet is the stream's first
+    await until(lambda: len(host.mic_packets) >= 5, 5, "a clean start")
     hs.radio.impair(loss=0.08, duplicate=0.08, reorder=0.08)
-    await asyncio.sleep(2.0)
+    await _more_on_air(hs, 200)
     hs.radio.impair(loss=0.0, duplicate=0.0, reorder=0.0)
     packets, t = await _quiesce(host, hs)
     _, r = await host.decode_mic(packets)
@@ -63,9 +71,9 @@ async def test_transmit_ring_overflow_is_counted(sim_world: SimWorld, profile: s
         hs = sim_world.add_headset(None, radio, profile="omi", name="Ring omi", mic_noise_rms=600)
     host = await connect_host(sim_world, hs)
     await host.listen()
-    await asyncio.sleep(1.0)
+    await until(lambda: hs.truth.mic.overflow_frames >= 10, 5, "the ring to overflow")
     hs.radio.impair(packets_per_event=6)  # enough throughput again: later packets reveal every gap
-    await asyncio.sleep(0.3)
+    await _more_on_air(hs, 20)
     packets, t = await _quiesce(host, hs)
     _, r = await host.decode_mic(packets)
     per_frame = 4 if profile == "companion" else 1  # 640 B in 182-B pieces; omi: a whole frame each
@@ -101,7 +109,7 @@ async def test_write_without_response_waits_when_the_host_queue_is_full(sim_worl
         await host.client.write_gatt_char(CompanionUUID.SPEAKER, bytes([i]) + packet[1:], response=False)
     elapsed = time.perf_counter() - t0
     assert elapsed >= 0.3  # 36 writes had to wait for a connection event each (10 ms)
-    await asyncio.sleep(0.1)
+    await until(lambda: hs.speaker.frames_received == 40, 2, "every write to reach the speaker")
     assert hs.truth.speaker.sent == 40 and hs.truth.speaker.lost == 0
     assert hs.speaker.frames_received == 40
     await host.client.disconnect()

@@ -12,7 +12,7 @@ from bleak import BleakScanner
 
 from companion.protocol import PlaybackEvent, SetVolume
 from firmware_sim import ConfigError, HeadsetConfig, SimScanner, SimWorld, default_world, read_recording
-from tests.fixtures.sim import connect_host, other_tasks
+from tests.fixtures.sim import connect_host, other_tasks, until
 
 
 async def test_voice_to_voice_latency_reads_off_the_recording(sim_world: SimWorld, tmp_path: Path) -> None:
@@ -47,17 +47,19 @@ async def test_voice_to_voice_latency_reads_off_the_recording(sim_world: SimWorl
 
 async def test_omi_offline_storage_keeps_audio_while_no_host_is_connected(sim_world: SimWorld) -> None:
     hs = sim_world.add_headset(profile="omi", name="Omi Store", has_storage=True, storage_frames=20)
-    assert hs.storage is not None
-    await asyncio.sleep(0.3)
-    assert 10 <= hs.storage.count <= 17
-    await asyncio.sleep(0.2)
-    assert hs.storage.count == 20 and hs.storage.dropped > 0  # full: the oldest go
+    storage = hs.storage
+    assert storage is not None
+    await until(lambda: storage.count >= 10, 2, "half the storage filled")
+    ticks = round(hs.clock() / 0.02)
+    assert storage.count in (ticks - 1, ticks) and storage.dropped == 0  # one 20 ms frame per tick
+    await until(lambda: storage.dropped > 0, 2, "storage overflowing")
+    assert storage.count == 20  # full: the oldest go
     host = await connect_host(sim_world, hs)
-    kept = hs.storage.count
+    kept = storage.count
     await host.listen()
-    await asyncio.sleep(0.2)
-    assert hs.storage.count == kept and host.mic_packets  # connected: audio streams live instead
-    assert len(hs.storage.clear()) == kept and hs.storage.count == 0
+    await until(lambda: len(host.mic_packets) >= 5, 2, "live audio")
+    assert storage.count == kept  # connected: audio streams live instead
+    assert len(storage.clear()) == kept and storage.count == 0
     await host.client.disconnect()
 
 

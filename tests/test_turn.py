@@ -16,6 +16,7 @@ from companion.llm.timers import Timers
 from companion.stt.text import looks_complete, normalize
 from companion.stt.turn import Hypothesis, Turn, TurnDetector
 from companion.stt.whisper import WhisperSTT
+from tests.fixtures.conditions import until
 
 SR = 16000
 FRAME = 320
@@ -53,7 +54,10 @@ async def collect(detector: TurnDetector, pcm: np.ndarray) -> list:
     consumer = asyncio.create_task(consume())
     try:
         await feed_realtime(detector, pcm)
-        await asyncio.sleep(0.3)  # let a last transcript land
+        # the transcriptions the last frames started (a chained one included) land before the close
+        for _ in range(2):
+            await until(lambda: not detector._tasks, 30, "the last transcriptions to land")
+            await asyncio.sleep(0)
     finally:
         await detector.aclose()
         await asyncio.wait_for(consumer, 5)

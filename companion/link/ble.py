@@ -5,6 +5,10 @@ The same code drives a real adapter and the virtual headset: the bleak backend c
 through bleak-retry-connector, raises the MTU where the stack allows, reads capabilities, negotiates codecs,
 subscribes, turns notifications into 20 ms PCM frames with every loss counted and concealed, sends replies
 under the headset's credit-based flow control, and reconnects with backoff after a drop.
+
+The parts that need no radio live beside it, sans-IO: codec choice (``ble_codec``), the mic pipeline from
+notification bytes to frames (``mic_stream``), the credit-paced speaker sender (``speaker_sender``); finding
+headsets is ``scan``. This module keeps the connection: setup, notifications, reconnects, writes.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator
@@ -20,79 +23,70 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import soxr
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
 from bleak_retry_connector import establish_connection
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from companion.aio import DropOldestQueue, reconnect_policy
 from companion.protocol import (
     Abort,
-    Button,
-    ButtonReport,
     Capabilities,
     CodecId,
-    CodecsReport,
     CompanionUUID,
     ControlMsg,
     DeviceState,
-    ErrorReport,
     FlowStatus,
-    LinkCounters,
     Listen,
-    Packetizer,
     Profile,
     ProtocolError,
-    Reassembler,
     SetCodecs,
     SetState,
     SetVolume,
     StdUUID,
     Tts,
     TtsPhase,
-    VolumeReport,
     codec_spec,
-    decode_control,
-    max_payload,
     parse_battery,
-    parse_omi_button,
     parse_omi_codec,
     profile_for_services,
 )
-from companion.protocol import PlaybackReport as PlaybackNotice
-from companion.protocol.codecs import StreamDecoder, make_encoder
 
 from . import omi
 from .base import (
-    FRAME_SAMPLES,
-    SAMPLE_RATE,
     AudioChunk,
-    BatteryEvent,
-    ButtonEvent,
     ConnectionEvent,
     HeadsetInfo,
     HeadsetLink,
-    LinkBandwidthError,
     LinkErrorEvent,
     LinkEvent,
     NotConnected,
     PlaybackReport,
-    PlaybackStatus,
     until_closed,
 )
+from .ble_codec import MIC_PREFERENCE, SPEAKER_PREFERENCE, choose_codec, codec_fits
 from .bluez_battery import BlueZBatteryWatch
 from .errors import LinkFailed, ReconnectPolicy, as_link_errors
+from .mic_stream import MicStream
+from .notices import HeadsetNotices
+from .scan import FoundHeadset, describe_ble_error, find_headset, scan_headsets
+from .speaker_sender import SpeakerSender
+
+__all__ = [  # the link, and the names callers have always imported from here
+    "MIC_PREFERENCE",
+    "SPEAKER_PREFERENCE",
+    "BleHeadsetLink",
+    "BleLinkOptions",
+    "FoundHeadset",
+    "choose_codec",
+    "codec_fits",
+    "describe_ble_error",
+    "scan_headsets",
+]
 
 log = logging.getLogger(__name__)
-
-#: Preference order when the host picks codecs; the first the headset supports and the link can carry wins.
-MIC_PREFERENCE = (CodecId.OPUS_16K_20MS, CodecId.PCM16_16K, CodecId.MULAW_16K, CodecId.OPUS_16K_60MS)
-SPEAKER_PREFERENCE = (CodecId.PCM16_16K, CodecId.OPUS_16K_20MS, CodecId.MULAW_16K, CodecId.OPUS_16K_60MS)
-#: Rough bytes per 20 ms for codecs without a fixed size, used only to judge whether a link can carry them.
-_TYPICAL_FRAME_BYTES = {"pcm16": 640, "mulaw": 320, "opus": 80}
 
 
 @dataclass(slots=True)
@@ -113,58 +107,6 @@ class BleLinkOptions:
     # with the platform's own backend. ``dbus_address`` None is the system bus.
     bluez_battery: bool | None = None
     dbus_address: str | None = None
-
-
-def codec_fits(codec: CodecId, mtu: int, budget_per_s: int, profile: Profile = Profile.COMPANION) -> bool:
-    """Whether ``codec`` needs fewer packets per second than the link budget at this MTU."""
-    spec = codec_spec(codec)
-    frame_ms = spec.frame_ms or 20
-    frame_bytes = _TYPICAL_FRAME_BYTES[spec.family] * frame_ms // 20 * spec.sample_rate // SAMPLE_RATE
-    packets = math.ceil(frame_bytes / max_payload(profile, mtu)) * 1000 / frame_ms
-    return packets <= budget_per_s
-
-
-def choose_codec(
-    offered: tuple[CodecId, ...],
-    preference: tuple[CodecId, ...],
-    wanted: CodecId | None,
-    mtu: int,
-    budget: int,
-) -> CodecId:
-    """Pick a codec the headset offers: the wanted one if it fits, else the first preferred that fits."""
-    if wanted is not None and wanted in offered and codec_fits(wanted, mtu, budget):
-        return wanted
-    for codec in (*preference, *offered):
-        if codec in offered and codec_fits(codec, mtu, budget):
-            return codec
-    return min(offered, key=lambda c: _TYPICAL_FRAME_BYTES[codec_spec(c).family])
-
-
-class _Rechunker:
-    """Turns decoded frames of any length (and 8 kHz codecs) into 20 ms 16 kHz frames."""
-
-    def __init__(self) -> None:
-        self._buf = np.empty(0, dtype=np.int16)
-        self._concealed = False
-        self._resampler: soxr.ResampleStream | None = None
-        self._rate = SAMPLE_RATE
-
-    def push(self, pcm: np.ndarray, rate: int, concealed: bool) -> list[tuple[np.ndarray, bool]]:
-        if rate != SAMPLE_RATE:
-            if self._resampler is None or self._rate != rate:
-                self._resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="int16")
-                self._rate = rate
-            pcm = self._resampler.resample_chunk(pcm)
-        if not len(self._buf) and len(pcm) == FRAME_SAMPLES:
-            return [(pcm, concealed)]  # the usual case: one decoded 20 ms frame, passed on as it is
-        self._buf = np.concatenate((self._buf, pcm))
-        self._concealed |= concealed
-        out = []
-        while len(self._buf) >= FRAME_SAMPLES:
-            out.append((self._buf[:FRAME_SAMPLES].copy(), self._concealed))
-            self._buf = self._buf[FRAME_SAMPLES:]
-            self._concealed = concealed and len(self._buf) > 0
-        return out
 
 
 class BleHeadsetLink(HeadsetLink):
@@ -191,30 +133,20 @@ class BleHeadsetLink(HeadsetLink):
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._failure: LinkFailed | None = None
-        self._audio_q: asyncio.Queue[AudioChunk | BaseException | None] = asyncio.Queue()
+        # Mic audio waiting for a slow consumer: the oldest frames go first (counted).
+        self._audio_q: DropOldestQueue[AudioChunk | BaseException | None] = DropOldestQueue(
+            self.options.audio_backlog_frames
+        )
         self._event_q: asyncio.Queue[LinkEvent | BaseException | None] = asyncio.Queue()
-        self._history = LinkCounters()  # counters of earlier connections
-        self._reasm: Reassembler | None = None
-        self._decoder: StreamDecoder | None = None
-        self._rechunk = _Rechunker()
-        self._samples_out = 0
+        self._mic = MicStream(self.options.reorder_window)
+        self._notices = HeadsetNotices(self.info)
         self._extra = {
-            "frames_dropped_backlog": 0,
-            "decode_errors": 0,
-            "control_malformed": 0,
             "connects": 0,
             "reconnects": 0,
             "disconnects": 0,
         }
-        self._mic_codec: CodecId | None = None
-        self._speaker_codec: CodecId | None = None
-        self._packetizer: Packetizer | None = None
-        self._frames_sent = 0
-        self._credits = 0
-        self._capacity = 0
-        self._flow_changed = asyncio.Event()
+        self._speaker: SpeakerSender | None = None  # this connection's speaker side, if the headset has one
         self._play_lock = asyncio.Lock()
-        self._playing = False
         self._bluez_battery: BlueZBatteryWatch | None = None  # the level from BlueZ when 0x180F is hidden
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -242,7 +174,7 @@ class BleHeadsetLink(HeadsetLink):
         if self._bluez_battery is not None:
             await self._bluez_battery.aclose()
         self._connected.clear()
-        self._audio_q.put_nowait(None)
+        self._audio_q.put_nowait(None, force=True)
         self._event_q.put_nowait(None)
 
     @property
@@ -253,19 +185,12 @@ class BleHeadsetLink(HeadsetLink):
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     # -- connecting --------------------------------------------------------------------------------
-    async def _find(self) -> BLEDevice:
-        kwargs: BleakScanner.ExtraArgs = {}
-        if self._scanner_backend is not None:
-            kwargs["backend"] = self._scanner_backend
-        device = await BleakScanner.find_device_by_address(
-            self.info.address, timeout=self.options.scan_timeout_s, **kwargs
-        )
-        if device is None:
-            raise NotConnected(f"headset {self.info.address} is not advertising")
-        return device
-
     async def _connect(self) -> None:
-        device = self._device if self._device is not None else await self._find()
+        device = self._device
+        if device is None:
+            device = await find_headset(
+                self.info.address, self.options.scan_timeout_s, backend=self._scanner_backend
+            )
         if device.name:
             self.info.name = device.name
         kwargs: dict[str, Any] = {} if self._backend is None else {"backend": self._backend}
@@ -339,13 +264,10 @@ class BleHeadsetLink(HeadsetLink):
         await client.start_notify(CompanionUUID.CONTROL, self._on_control)
         await self._write_control(SetCodecs(mic, speaker or mic), client)
         self._new_stream(Profile.COMPANION, mic)
+        self._speaker = None
         if speaker is not None:
             status = FlowStatus.decode(await client.read_gatt_char(CompanionUUID.FLOW))
-            self._speaker_codec = speaker
-            self._packetizer = Packetizer(Profile.COMPANION, mtu, speaker)
-            self._frames_sent = 0
-            self._credits = status.credits
-            self._capacity = status.capacity_frames
+            self._speaker = SpeakerSender(speaker, mtu, status, self.info.address)
             await client.start_notify(CompanionUUID.FLOW, self._on_flow)
         self.info.speaker_codec = codec_spec(speaker).name if speaker is not None else ""
         await client.start_notify(CompanionUUID.MIC, self._on_mic)
@@ -361,7 +283,7 @@ class BleHeadsetLink(HeadsetLink):
         chars = omi.OmiChars.find(client.services, self.info.address)
         codec = parse_omi_codec(await client.read_gatt_char(chars.codec))
         self.info.capabilities = None
-        self._speaker_codec = None
+        self._speaker = None
         self._new_stream(Profile.OMI, codec)
         self.info.extra.update(await omi.read_identity(client))
         await omi.sync_time(client, chars)  # the device clock stamps what it stores offline
@@ -370,19 +292,16 @@ class BleHeadsetLink(HeadsetLink):
         await client.start_notify(chars.audio, self._on_mic)
 
     def _new_stream(self, profile: Profile, codec: CodecId) -> None:
-        if self._reasm is not None:
-            self._history.add(self._reasm.counters)
-        self._reasm = Reassembler(profile, codec, window=self.options.reorder_window)
-        self._decoder = StreamDecoder(codec)
-        self._mic_codec = codec
-        self.info.mic_codec = codec_spec(codec).name
+        self._mic.start(profile, codec)
+        self.info.mic_codec = self._mic.codec_name
 
     def _on_disconnected(self, _client: BleakClient) -> None:
         if self._closing:
             return
         was = self._connected.is_set()
         self._connected.clear()
-        self._flow_changed.set()  # wake a writer waiting for credits
+        if self._speaker is not None:
+            self._speaker.disconnected()  # wakes a writer waiting for credits
         if was:
             self._extra["disconnects"] += 1
             log.warning("headset %s disconnected", self.info.address)
@@ -407,15 +326,8 @@ class BleHeadsetLink(HeadsetLink):
             await self._lost.wait()
             if not self.options.reconnect:
                 return
-            if self._reasm is not None:  # flush what the old connection left half-done
-                self._deliver(self._reasm.flush())
-            retrying = AsyncRetrying(
-                wait=wait_exponential_jitter(
-                    multiplier=0.05, max=self.options.reconnect_backoff_max_s, jitter=0.05
-                ),
-                retry=retry_if_exception_type(ReconnectPolicy.TRANSIENT),
-                reraise=True,
-            )
+            self._deliver(self._mic.flush(time.monotonic()))  # what the old connection left half-done
+            retrying = reconnect_policy(ReconnectPolicy.TRANSIENT, max_s=self.options.reconnect_backoff_max_s)
             async for attempt in retrying:
                 with attempt:
                     await self._reconnect_once(policy)
@@ -447,79 +359,32 @@ class BleHeadsetLink(HeadsetLink):
 
     # -- incoming ----------------------------------------------------------------------------------
     def _on_mic(self, _char: object, data: bytearray) -> None:
-        assert self._reasm is not None
-        self._deliver(self._reasm.feed(data))
+        self._deliver(self._mic.feed(data, time.monotonic()))
 
-    def _deliver(self, frames: list) -> None:
-        if not frames or self._decoder is None:
-            return
-        pcms = self._decoder.decode(frames)
-        self._extra["decode_errors"] = self._decoder.errors
-        rate = self._decoder.sample_rate
-        now = time.monotonic()
-        for frame, pcm in zip(frames, pcms, strict=True):
-            for chunk, concealed in self._rechunk.push(pcm, rate, frame.lost):
-                item = AudioChunk(chunk, self._samples_out / SAMPLE_RATE, now, concealed)
-                self._samples_out += len(chunk)
-                if self._audio_q.qsize() >= self.options.audio_backlog_frames:
-                    self._audio_q.get_nowait()
-                    self._extra["frames_dropped_backlog"] += 1
-                self._audio_q.put_nowait(item)
+    def _deliver(self, chunks: list[AudioChunk]) -> None:
+        for chunk in chunks:
+            self._audio_q.put_nowait(chunk)
 
     def _on_control(self, _char: object, data: bytearray) -> None:
-        try:
-            msg = decode_control(data)
-        except ProtocolError as exc:
-            self._extra["control_malformed"] += 1
-            log.debug("dropped malformed control message %s: %s", bytes(data).hex(), exc)
-            return
-        now = time.monotonic()
-        match msg:
-            case ButtonReport(button=button):
-                self._event_q.put_nowait(ButtonEvent(button, now))
-            case PlaybackNotice(event=event):
-                self._event_q.put_nowait(PlaybackStatus(event, now))
-            case ErrorReport(code=code, text=text):
-                log.warning("headset %s reports error %d: %s", self.info.address, code, text)
-                self._event_q.put_nowait(LinkErrorEvent(f"headset error {code}: {text}", now))
-            case CodecsReport(mic=mic, speaker=speaker):
-                log.debug("headset %s uses mic %s, speaker %s", self.info.address, mic.name, speaker.name)
-            case VolumeReport(percent=percent):
-                self.info.extra["volume"] = percent
+        self._emit(self._notices.control(data, time.monotonic()))
 
     def _on_flow(self, _char: object, data: bytearray) -> None:
-        try:
-            status = FlowStatus.decode(data)
-        except ProtocolError:
-            self._extra["control_malformed"] += 1
-            return
-        # Credits are cumulative mod 2^32: unwrap relative to what we have sent.
-        delta = (status.credits - self._frames_sent) % (1 << 32)
-        self._credits = self._frames_sent + (delta if delta < (1 << 31) else delta - (1 << 32))
-        self._capacity = status.capacity_frames
-        self.info.extra["speaker_buffered_ms"] = status.buffered_ms
-        self.info.extra["speaker_underruns"] = status.underruns
-        self._flow_changed.set()
+        status = self._notices.flow(data)
+        if status is not None and self._speaker is not None:
+            self._speaker.on_flow(status)
 
     def _on_battery(self, _char: object, data: bytearray) -> None:
-        try:
-            level = parse_battery(data)
-        except ProtocolError:
-            self._extra["control_malformed"] += 1
-            return
-        self._on_level(level)
+        self._emit(self._notices.battery(data, time.monotonic()))
 
     def _on_level(self, percent: int) -> None:
-        self.info.battery = percent
-        self._event_q.put_nowait(BatteryEvent(percent, time.monotonic()))
+        self._emit(self._notices.level(percent, time.monotonic()))
 
     def _on_omi_button(self, _char: object, data: bytearray) -> None:
-        try:
-            button: Button = parse_omi_button(data)
-        except ProtocolError:
-            self._extra["control_malformed"] += 1
-            return
-        self._event_q.put_nowait(ButtonEvent(button, time.monotonic()))
+        self._emit(self._notices.omi_button(data, time.monotonic()))
+
+    def _emit(self, event: LinkEvent | None) -> None:
+        if event is not None:
+            self._event_q.put_nowait(event)
 
     def audio(self) -> AsyncIterator[AudioChunk]:
         return until_closed(self._audio_q)
@@ -528,11 +393,13 @@ class BleHeadsetLink(HeadsetLink):
         return until_closed(self._event_q)
 
     def counters(self) -> dict[str, int]:
-        total = LinkCounters()
-        total.add(self._history)
-        if self._reasm is not None:
-            total.add(self._reasm.counters)
-        return {**total.as_dict(), **self._extra}
+        return {
+            **self._mic.counters().as_dict(),
+            "frames_dropped_backlog": self._audio_q.dropped,
+            "decode_errors": self._mic.decode_errors,
+            "control_malformed": self._notices.malformed,
+            **self._extra,
+        }
 
     # -- outgoing ----------------------------------------------------------------------------------
     def _require(self) -> BleakClient:
@@ -574,151 +441,17 @@ class BleHeadsetLink(HeadsetLink):
 
     async def play(self, chunks: AsyncIterable[np.ndarray]) -> PlaybackReport:
         client = self._require()
-        if self._speaker_codec is None or self._packetizer is None:
+        sender = self._speaker
+        if sender is None:
             raise NotConnected(f"headset {self.info.address} has no speaker; play replies on a local device")
+
+        async def write(packets: list[bytes]) -> None:
+            with as_link_errors(self.info.address):
+                for packet in packets:
+                    await client.write_gatt_char(CompanionUUID.SPEAKER, packet, response=False)
+
         async with self._play_lock:
-            report = PlaybackReport()
-            encoder = make_encoder(self._speaker_codec)
-            n = encoder.frame_samples
-            frame_s = n / SAMPLE_RATE
-            watch = _ThroughputWatch(frame_s, self._speaker_codec, self.info.mtu)
-            buf = np.empty(0, dtype=np.int16)
             await self._write_control(Tts(TtsPhase.START), client, response=False)
-            try:
-                async for chunk in chunks:
-                    buf = np.concatenate((buf, np.asarray(chunk, dtype=np.int16)))
-                    while len(buf) >= n:
-                        await self._send_frame(client, encoder.encode(buf[:n]), report, watch)
-                        buf = buf[n:]
-                if len(buf):
-                    tail = np.zeros(n, dtype=np.int16)
-                    tail[: len(buf)] = buf
-                    await self._send_frame(client, encoder.encode(tail), report, watch)
-                await self._write_control(Tts(TtsPhase.STOP), client, response=False)
-            except asyncio.CancelledError:
-                report.aborted = True
-                raise
-            report.seconds_sent = report.frames_sent * frame_s
+            report = await sender.play(chunks, write)
+            await self._write_control(Tts(TtsPhase.STOP), client, response=False)
             return report
-
-    async def _send_frame(
-        self, client: BleakClient, frame: bytes, report: PlaybackReport, watch: _ThroughputWatch
-    ) -> None:
-        assert self._packetizer is not None
-        while self._frames_sent >= self._credits:
-            if not self._connected.is_set():
-                raise NotConnected(f"headset {self.info.address} went away during playback")
-            self._flow_changed.clear()
-            await self._flow_changed.wait()
-            watch.waited()
-        t0 = time.monotonic()
-        with as_link_errors(self.info.address):
-            for packet in self._packetizer.packetize(frame):
-                await client.write_gatt_char(CompanionUUID.SPEAKER, packet, response=False)
-        t1 = time.monotonic()
-        self._frames_sent += 1
-        report.frames_sent += 1
-        report.t_first_sent = report.t_first_sent or t0
-        report.t_last_sent = t1
-        watch.wrote(t1 - t0, len(frame))
-
-
-class _ThroughputWatch:
-    """Notices when the radio carries the speaker audio slower than real time although credits allow more."""
-
-    WINDOW_S = 1.0
-
-    def __init__(self, frame_s: float, codec: CodecId, mtu: int) -> None:
-        self.frame_s = frame_s
-        self.codec = codec
-        self.mtu = mtu
-        self.busy_s = 0.0
-        self.audio_s = 0.0
-        self.bytes = 0
-
-    def waited(self) -> None:
-        # Waiting for credits means the radio kept up; start measuring afresh.
-        self.busy_s = self.audio_s = 0.0
-        self.bytes = 0
-
-    def wrote(self, seconds: float, nbytes: int) -> None:
-        self.busy_s += seconds
-        self.audio_s += self.frame_s
-        self.bytes += nbytes
-        if self.audio_s >= self.WINDOW_S and self.busy_s > self.audio_s * 1.05:
-            carried = self.bytes * 8 / self.busy_s / 1000
-            needed = self.bytes * 8 / self.audio_s / 1000
-            raise LinkBandwidthError(
-                f"the link carries {carried:.1f} kbit/s of {codec_spec(self.codec).name} audio but real time "
-                f"needs {needed:.1f} kbit/s at MTU {self.mtu}: raise the MTU, shorten the connection "
-                "interval, or choose a smaller codec (opus)"
-            )
-        if self.audio_s >= self.WINDOW_S:
-            self.busy_s = self.audio_s = 0.0
-            self.bytes = 0
-
-
-def describe_ble_error(exc: BaseException) -> str:
-    """What a failed scan or connect means for the user, and what to do about it."""
-    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
-        return (
-            "Bluetooth is not reachable: BlueZ's D-Bus system bus is missing (no adapter, or bluetoothd and "
-            "dbus are not running). Start them, or use virtual headsets with --sim"
-        )
-    text = str(exc) or type(exc).__name__
-    if "No Bluetooth adapters found" in text or "adapter" in text.lower():
-        return f"{text}: plug in a Bluetooth LE adapter, or use virtual headsets with --sim"
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class FoundHeadset:
-    """One advertising headset as a scan saw it."""
-
-    device: BLEDevice
-    profile: Profile
-    rssi: int | None
-    battery: int | None  # from Battery Service data in the advertisement, when the headset sends it
-
-    @property
-    def address(self) -> str:
-        return self.device.address
-
-    @property
-    def name(self) -> str:
-        return self.device.name or ""
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "address": self.address,
-            "name": self.name,
-            "profile": str(self.profile),
-            "rssi": self.rssi,
-            "battery": self.battery,
-        }
-
-
-async def scan_headsets(
-    timeout: float = 5.0, *, backend: type[BaseBleakScanner] | None = None
-) -> list[FoundHeadset]:
-    """Advertising headsets of either profile, sorted by name then address."""
-    from companion.protocol import ADVERTISED_SERVICE
-
-    kwargs: BleakScanner.ExtraArgs = {"service_uuids": list(ADVERTISED_SERVICE.values())}
-    if backend is not None:
-        kwargs["backend"] = backend
-    found = await BleakScanner.discover(timeout=timeout, return_adv=True, **kwargs)
-    out = []
-    for device, adv in found.values():
-        profile = profile_for_services(adv.service_uuids)
-        if profile is None and adv.local_name and adv.local_name.lower().startswith(("omi", "friend")):
-            profile = Profile.OMI
-        if profile is None:
-            continue
-        battery = None
-        data = adv.service_data.get(StdUUID.BATTERY_SERVICE)
-        if data is not None:
-            with contextlib.suppress(ProtocolError):
-                battery = parse_battery(data)
-        out.append(FoundHeadset(device, profile, adv.rssi, battery))
-    return sorted(out, key=lambda h: (h.name, h.address))

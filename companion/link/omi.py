@@ -18,8 +18,7 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.service import BleakGATTServiceCollection
 from bleak.exc import BleakError
 
-from companion.protocol import OmiUUID, StdUUID
-from companion.protocol.omi import encode_time
+from companion.protocol import OmiUUID, StdUUID, encode_time_sync
 
 from .base import NotConnected
 
@@ -64,7 +63,7 @@ async def sync_time(client: BleakClient, chars: OmiChars, now: Callable[[], floa
     if chars.time_sync is None:
         return False
     try:
-        await client.write_gatt_char(chars.time_sync, encode_time(now()), response=True)
+        await client.write_gatt_char(chars.time_sync, encode_time_sync(int(now())), response=True)
     except BleakError as exc:  # an old firmware that refuses it: audio still works
         log.warning("%s: time sync failed: %s", client.address, exc)
         return False

@@ -181,6 +181,11 @@ OMI_CODECS = frozenset(
 )
 
 
+def encode_omi_codec(codec: CodecId) -> bytes:
+    """Omi codec characteristic: the codec id, one byte."""
+    return bytes((int(codec),))
+
+
 def parse_omi_codec(data: bytes | bytearray) -> CodecId:
     """Omi codec characteristic: one byte; ids the omi firmware does not use are rejected."""
     if len(data) != 1:

@@ -17,6 +17,7 @@ from typing import ClassVar, TypeVar
 
 from .codec_ids import CodecId, codec_spec
 from .errors import BadField, TruncatedPacket
+from .gatt import ATT_HEADER
 
 
 class Button(IntEnum):
@@ -79,6 +80,14 @@ class Msg(IntEnum):
 
 #: Longest ERROR text sent; the whole message must also fit one notification (MTU - 3).
 MAX_ERROR_TEXT = 200
+#: Bytes a control message puts before its payload: type and payload length.
+CONTROL_HEADER = 2
+
+
+def error_text_room(mtu: int) -> int:
+    """Bytes of ERROR text that fit one notification at this MTU: after ATT's header, the message's header
+    and the code byte, and at most MAX_ERROR_TEXT."""
+    return max(0, min(MAX_ERROR_TEXT, mtu - ATT_HEADER - CONTROL_HEADER - 1))
 
 
 class ControlMsg(ABC):

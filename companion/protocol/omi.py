@@ -113,16 +113,3 @@ class OmiPacketizer:
             out.append(struct.pack("<HB", packet_id, index & 0xFF) + piece)
         self.sent += len(out)
         return out
-
-
-def encode_time(epoch_s: float) -> bytes:
-    """The time-sync characteristic's value: u32 LE seconds since 1970."""
-    return struct.pack("<I", int(epoch_s) & 0xFFFFFFFF)
-
-
-def decode_time(data: bytes | bytearray) -> int:
-    from .errors import TruncatedPacket
-
-    if len(data) != 4:
-        raise TruncatedPacket(f"omi time of {len(data)} bytes; expected 4")
-    return int(struct.unpack("<I", data)[0])

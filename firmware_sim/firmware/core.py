@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import struct
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 
 from companion.protocol import (
     Abort,
@@ -50,28 +46,31 @@ from companion.protocol import (
     TimeSync,
     Tts,
     VolumeReport,
-    codec_spec,
     decode_control,
+    encode_battery,
+    encode_omi_features,
+    parse_time_sync,
 )
-from companion.protocol.codecs import make_encoder
-from companion.protocol.control import OmiFeature
+from companion.protocol.control import encode_omi_codec
+from companion.protocol.messages import error_text_room
 from companion.protocol.omi import GESTURES
 
-from ..config import SAMPLE_RATE, TICK_SAMPLES, HeadsetConfig, OpusSettings
+from ..config import TICK_SAMPLES, HeadsetConfig, OpusSettings
 from ..faults import ReadFaults
 from ..gatt import AttError, Characteristic, build_table
 from ..radio import Link
 from .acoustics import Acoustics, MicParts, load_bystanders
+from .battery import Battery
+from .descriptors import capabilities, omi_features, preferred_speaker_codec
+from .encoder import MicEncoder
 from .mic import Mic
 from .omi import KEYS as OMI_KEYS
 from .omi import OmiFirmware
 from .speaker import Speaker
+from .storage import Storage
 from .voice import load_wav
 
 log = logging.getLogger("firmware_sim.firmware")
-
-PCM16_BYTES_PER_S = 2 * SAMPLE_RATE
-PCM_HEADROOM = 1.5  # the speaker prefers PCM16 when the link carries 1.5x its rate
 
 
 # The ERROR codes live in the shared protocol.
@@ -84,84 +83,6 @@ class LogEntry:
     t: float
     kind: str
     value: object = None
-
-
-SILENCE_STEADY_FRAMES = 25  # after this many identical frames of digital silence, reuse the bytes
-
-
-class MicEncoder:
-    """16 kHz mic signal -> codec frames (resampled to 8 kHz for the 8 kHz codecs).
-
-    A real headset encodes on its own chip; here the encoder runs on the host's CPU. Once digital silence
-    has been encoded to the same bytes many frames in a row (the encoder is in its steady state), those
-    bytes are reused instead of running the encoder again, so an idle headset costs next to nothing.
-    """
-
-    def __init__(self, codec: CodecId, opus: OpusSettings) -> None:
-        spec = codec_spec(codec)
-        self.codec = spec.id
-        opts = opus.encoder_options() if spec.family == "opus" else {}
-        self._enc = make_encoder(spec.id, **opts)
-        self._rs = (
-            soxr.ResampleStream(SAMPLE_RATE, spec.sample_rate, 1, dtype="int16")
-            if spec.sample_rate != SAMPLE_RATE
-            else None
-        )
-        self._pending = np.zeros(0, dtype=np.int16)
-        self._silent_bytes: bytes | None = None
-        self._silent_run = 0
-
-    def push(self, pcm: np.ndarray) -> list[bytes]:
-        if self._rs is not None:
-            pcm = self._rs.resample_chunk(pcm)
-        buf = np.concatenate((self._pending, pcm)) if len(self._pending) else pcm
-        n = self._enc.frame_samples
-        frames = []
-        while len(buf) >= n:
-            frames.append(self._encode(np.ascontiguousarray(buf[:n])))
-            buf = buf[n:]
-        self._pending = buf
-        return frames
-
-    def _encode(self, frame: np.ndarray) -> bytes:
-        if frame.any():
-            self._silent_run = 0
-            return self._enc.encode(frame)
-        if self._silent_run >= SILENCE_STEADY_FRAMES and self._silent_bytes is not None:
-            return self._silent_bytes
-        data = self._enc.encode(frame)
-        self._silent_run = self._silent_run + 1 if data == self._silent_bytes else 1
-        self._silent_bytes = data
-        return data
-
-
-class Storage:
-    """Omi-style offline storage: encoded mic frames kept while no host is connected."""
-
-    def __init__(self, capacity: int) -> None:
-        self.frames: deque[bytes] = deque(maxlen=capacity)
-        self.dropped = 0  # oldest frames pushed out when full
-
-    @property
-    def count(self) -> int:
-        return len(self.frames)
-
-    @property
-    def seconds(self) -> float:
-        return len(self.frames) * TICK_SAMPLES / SAMPLE_RATE
-
-    def add(self, frame: bytes) -> None:
-        if self.frames.maxlen == 0:
-            self.dropped += 1
-            return
-        if len(self.frames) == self.frames.maxlen:
-            self.dropped += 1
-        self.frames.append(frame)
-
-    def clear(self) -> list[bytes]:
-        out = list(self.frames)
-        self.frames.clear()
-        return out
 
 
 class Firmware:
@@ -182,7 +103,7 @@ class Firmware:
         self.log: list[LogEntry] = []
         self.powered = True
         self.state = DeviceState.IDLE
-        self.battery_level = float(config.battery_percent)
+        self.battery_model = Battery(config)
         # HeadsetConfig resolves names and profile defaults on construction: the codecs are CodecIds here
         assert isinstance(config.mic_codec, CodecId) and not isinstance(config.speaker_codec, str)
         self.mic_codec = config.mic_codec
@@ -201,8 +122,6 @@ class Firmware:
         self._streaming = False
         self.streaming_changed = asyncio.Event()  # set (and replaced) whenever streaming starts or stops
         self._last_flow: bytes | None = None
-        self._battery_ticks = 0
-        self._battery_notified: int | None = None
         self._last_button = bytes(8)
         self._mic_handle = self.table.handle_of("mic")
         self.read_faults = ReadFaults()  # answers the host cannot decode, on request (firmware_sim.faults)
@@ -224,8 +143,7 @@ class Firmware:
         self._log("error", (int(code), text))
         log.info("%s: ERROR %s: %s", self.config.name, code.name, text)
         if self.link is not None:  # the whole message must fit one notification: shorten the text
-            room = max(0, self.link.mtu - 3 - 3)
-            text = text.encode()[:room].decode("utf-8", "ignore")
+            text = text.encode()[: error_text_room(self.link.mtu)].decode("utf-8", "ignore")
         self._control(ErrorReport(int(code), text))
 
     def _playback_event(self, event: PlaybackEvent) -> None:
@@ -242,7 +160,7 @@ class Firmware:
 
     @property
     def battery(self) -> int:
-        return max(0, min(100, math.ceil(self.battery_level - 1e-9)))
+        return self.battery_model.percent
 
     @property
     def volume(self) -> int:
@@ -250,60 +168,19 @@ class Firmware:
 
     @property
     def speaker_codec(self) -> CodecId | None:
-        """What the headset wants to receive: the host's choice, else PCM16 if the link can carry it."""
-        if not self.config.has_speaker:
-            return None
-        if self._speaker_codec is not None:
-            return self._speaker_codec
-        codecs = self.config.speaker_codecs or ()
-        link = self.link
-        if (
-            CodecId.PCM16_16K in codecs
-            and link is not None
-            and link.config.payload_rate(link.mtu) * (1 - 4 / max(link.mtu - 3, 1))
-            >= PCM16_BYTES_PER_S * PCM_HEADROOM
-        ):
-            return CodecId.PCM16_16K
-        for c in codecs:
-            if codec_spec(c).family == "opus":
-                return CodecId(c)
-        return CodecId(codecs[0])
+        """What the headset wants to receive: the host's choice, else what the link carries best."""
+        return (
+            self._speaker_codec
+            if self._speaker_codec is not None
+            else preferred_speaker_codec(self.config, self.link)
+        )
 
     def capabilities(self) -> Capabilities:
         """Capabilities as read over GATT; the current mic codec and preferred speaker codec come first."""
-        cfg = self.config
-        assert cfg.firmware_version is not None  # HeadsetConfig fills in the profile's default
-        mic = (self.mic_codec, *(c for c in cfg.mic_codecs or () if c != self.mic_codec))
-        spk_pref = self.speaker_codec
-        spk = tuple(cfg.speaker_codecs or ())
-        if spk_pref is not None:
-            spk = (spk_pref, *(c for c in spk if c != spk_pref))
-        return Capabilities(
-            firmware=cfg.firmware_version,
-            has_speaker=bool(cfg.has_speaker),
-            has_aec=cfg.has_aec,
-            has_button=cfg.has_button,
-            has_battery=cfg.has_battery,
-            mic_codecs=tuple(CodecId(c) for c in mic),
-            speaker_codecs=tuple(CodecId(c) for c in spk),
-            speaker_buffer_ms=cfg.speaker_buffer_ms,
-            has_storage=cfg.has_storage,
-        )
+        return capabilities(self.config, self.mic_codec, self.speaker_codec)
 
     def features(self) -> int:
-        cfg = self.config
-        bits = 0
-        if cfg.has_button:
-            bits |= OmiFeature.BUTTON
-        if cfg.has_battery:
-            bits |= OmiFeature.BATTERY
-        if cfg.has_haptic:
-            bits |= OmiFeature.HAPTIC
-        if cfg.has_storage:
-            bits |= OmiFeature.OFFLINE_STORAGE
-        if self.omi is not None:
-            bits |= OmiFeature.LED | OmiFeature.MIC_GAIN  # transport.c sets both on every build
-        return bits
+        return omi_features(self.config, is_omi=self.omi is not None)
 
     # -- GattServer: link lifecycle ----------------------------------------------------------------
     def on_link_up(self, link: Link) -> None:
@@ -315,7 +192,7 @@ class Firmware:
         else:
             self.omi.on_link_up(self.clock())
         self._last_flow = None
-        self._battery_notified = None
+        self.battery_model.renotify()
         if self.speaker is not None:
             self.speaker.reset()
         self._log("connected", link.central)
@@ -340,7 +217,7 @@ class Firmware:
         if char.key == "flow":
             self._last_flow = None  # send the current status on the next tick
         if char.key == "battery":
-            self._battery_notified = None
+            self.battery_model.renotify()
 
     # -- GattServer: reads and writes --------------------------------------------------------------
     def on_read(self, char: Characteristic) -> bytes:
@@ -354,11 +231,11 @@ class Firmware:
         if key == "flow" and self.speaker is not None:
             return self.speaker.flow_status().encode()
         if key == "battery":
-            return bytes((self.battery,))
+            return encode_battery(self.battery)
         if key == "codec":
-            return bytes((self.mic_codec,))
+            return encode_omi_codec(self.mic_codec)
         if key == "features":
-            return struct.pack("<I", self.features())
+            return encode_omi_features(self.features())
         if key == "button":
             return self._last_button
         if key == "mic":
@@ -385,9 +262,10 @@ class Firmware:
         elif key == "control":
             self._on_control(data)
         elif key == "time_sync":
-            if len(data) != 4:
-                raise AttError(AttError.INVALID_LENGTH, "time sync takes a u32 LE epoch")
-            self._set_time(struct.unpack("<I", data)[0])
+            try:
+                self._set_time(parse_time_sync(data))
+            except ProtocolError:
+                raise AttError(AttError.INVALID_LENGTH, "time sync takes a u32 LE epoch") from None
         elif key == "haptic":
             if len(data) != 1 or data[0] not in (1, 2, 3):
                 raise AttError(AttError.VALUE_NOT_ALLOWED, "haptic takes one byte: 1, 2 or 3")
@@ -556,26 +434,15 @@ class Firmware:
             link.offer_audio("mic", self._mic_handle, pk.packetize(frame))
 
     def _battery_tick(self) -> None:
-        cfg = self.config
-        if not cfg.has_battery:
+        if not self.config.has_battery:
             return
-        before = self.battery
-        self.battery_level = max(0.0, self.battery_level - cfg.battery_drain_per_min / (60 * 50))
-        if self.battery_level <= 0 and before > 0:
-            log.warning("%s: battery empty, powering off", cfg.name)
+        empty, due = self.battery_model.tick()
+        if empty:
+            log.warning("%s: battery empty, powering off", self.config.name)
             if self.on_battery_empty is not None:
                 self.on_battery_empty()
-            return
-        self._battery_ticks += 1
-        period = cfg.battery_notify_s or 0
-        if period:
-            due = self._battery_ticks >= round(period * 50)
-        else:
-            due = self.battery != self._battery_notified
-        if due:
-            self._battery_ticks = 0
-            self._battery_notified = self.battery
-            self._notify("battery", bytes((self.battery,)))
+        elif due:
+            self._notify("battery", encode_battery(self.battery))
 
     def _flow_tick(self) -> None:
         if self.speaker is None or self.link is None:

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from companion.protocol import Button
+from companion.protocol import Button, encode_time_sync
 from companion.protocol.control import encode_omi_button
 from companion.protocol.gatt import DEFAULT_MTU, MAX_MTU
 from companion.protocol.omi import (
@@ -26,7 +26,6 @@ from companion.protocol.omi import (
     POWER_OFF_DELAY_S,
     OmiPacketizer,
     OmiVariant,
-    encode_time,
 )
 
 from ..gatt import AttError
@@ -137,7 +136,7 @@ class OmiFirmware:
         if key == "charging":
             return b"\x00"
         if key == "time_read":
-            return encode_time(fw.epoch_now() or 0)
+            return encode_time_sync(int(fw.epoch_now() or 0))
         if key == "diagnostics":
             # The simulator's own layout (not the firmware's v1 snapshot): u32 LE packets sent, frames
             # dropped for not fitting the MTU, MTU requests made.

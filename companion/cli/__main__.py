@@ -1,0 +1,5 @@
+"""`python -m companion.cli`, as the `companion` entry point."""
+
+from companion.cli import main
+
+main()
