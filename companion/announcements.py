@@ -35,6 +35,9 @@ MAX_KEPT = 32
 Outcome = Literal["played", "stopped", "cut"]
 
 
+KEPT_INTENT = "announcement"  # timers and reminders: the wearer must hear them, however late
+
+
 class AnnouncementRefused(ValueError):
     """A `say` request that cannot be queued now (queue full, headset away); the message says why."""
 
@@ -49,8 +52,10 @@ class Announcement:
 
     @property
     def kept(self) -> bool:
-        """Kept while the headset is away (timers, reminders), rather than refused or dropped."""
-        return self.intent != "say"
+        """Kept while the headset is away and replayed when cut (timers, reminders), rather than refused
+        or dropped. A `say` request or a status line (such as speech recognition being unreachable) is
+        about the moment: played late it would answer a turn it does not belong to."""
+        return self.intent == KEPT_INTENT
 
 
 Speak = Callable[[Announcement], Awaitable[Outcome]]

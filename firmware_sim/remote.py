@@ -75,6 +75,12 @@ class RpcChannel:
             return await fut
         finally:
             self._pending.pop(rid, None)
+            # When the write itself failed (the socket closed under it), the shutdown may already have
+            # failed `fut` too: nobody will await it, so take its error rather than leave it unretrieved.
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()
 
     async def _read_loop(self) -> None:
         reason = "simulator closed the socket"

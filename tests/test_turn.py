@@ -254,7 +254,11 @@ async def test_recognised_command_and_long_sentences_are_not_held(whisper_stt, s
     assert len(turns) == 2, events
     assert normalize(turns[0].text) == "what time is it", events
     assert all(t.reason == "complete" for t in turns), turns
-    assert all(t.t_end_of_turn - t.t_end_of_speech < 0.6 for t in turns), turns
+    # Not held: over once the silence has passed and the transcript is in, whatever this machine's STT
+    # speed (the hold would add a second); how soon that is, is for bench_v2v to measure.
+    for t in turns:
+        ready = max(0.25, 0.12 + t.stt_ms / 1000)
+        assert t.t_end_of_turn - t.t_end_of_speech <= ready + 0.15, t
 
 
 def human(speech_set, name: str) -> np.ndarray:
