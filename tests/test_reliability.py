@@ -341,8 +341,9 @@ async def test_a_hung_llm_gets_a_thinking_cue_then_a_spoken_apology(
     assert len(played) >= 2, played
     (cue_start, cue_end), (apology_start, _) = played[0], played[1]
     assert cue_end - cue_start < 0.4, "the cue is short"
-    # The cue comes ~1.5 s into the wait (the turn itself ends ~0.2-0.6 s after the speech).
-    assert THINKING_CUE_S <= cue_start - speech_end <= THINKING_CUE_S + 1.5, played
+    # The cue comes ~1.5 s into the wait. The wait starts when the turn ends: 0.2-0.6 s after the speech
+    # as a rule, up to ~2 s on a slow host when the final pass re-reads a clip or Smart Turn is asked.
+    assert THINKING_CUE_S <= cue_start - speech_end <= THINKING_CUE_S + 2.5, played
     # The apology is heard within 2 s once the limit has passed (measured from when the wait began).
     waited_from = cue_start - THINKING_CUE_S
     assert apology_start - waited_from <= limit + 2.0, played
