@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from companion.aio import TaskSet
 from companion.announcements import Announcements
 from companion.audio import earcons
 from companion.config import Config
@@ -114,7 +115,7 @@ class Session:
         self.detector: TurnDetector | None = None
         self.reply_task: asyncio.Task[Any] | None = None
         self._prepared: PreparedReply | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(f"session {self.device}")
         self.mic = MicPath(link, self.speaker, sc)
         self.led = LedMirror(link)
         self.player = ReplyPlayer(
@@ -183,24 +184,14 @@ class Session:
         self.pending_timers = self.skills_context.timers.list()  # for the next session (carryover.py)
         await self.cancel_reply()
         await self._drop_speculation()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.aclose()
         await self.skills_context.timers.aclose()
         if self.detector is not None:
             await self.detector.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` as a task this session owns (cancelled at shutdown; a failure is logged)."""
-        task = asyncio.create_task(coro, name=f"{name}-{self.device}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed: %r", task.get_name(), task.exception())
+        return self._tasks.spawn(coro, name)
 
     @property
     def replying(self) -> bool:
