@@ -26,14 +26,20 @@ the mic frames must stay in order, and a thread hop would cost more than the wor
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from companion.link.playout import PlayoutTrack
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 APM_FRAME = 160  # AEC3 takes 10 ms frames
+ERLE_FRAMES = 3000  # the last minute of 20 ms frames
+ERLE_REF_FLOOR = 10.0**4.0  # mean square of int16 samples: 40 dB, about -50 dBFS
+ERLE_MIC_FLOOR = 10.0**3.0  # 30 dB: frames quieter than this carry too little echo to measure
 
 
 class AecUnavailable(RuntimeError):
@@ -108,7 +114,12 @@ class EchoCanceller:
     """Removes the headset's own speaker from its mic frames, given what was sent and when it played."""
 
     def __init__(
-        self, *, lead_ms: float = 60.0, tail_ms: float = 800.0, noise_suppression: bool = False
+        self,
+        *,
+        lead_ms: float = 60.0,
+        track_lead_ms: float = 0.0,
+        tail_ms: float = 800.0,
+        noise_suppression: bool = False,
     ) -> None:
         try:
             from livekit import rtc
@@ -119,12 +130,12 @@ class EchoCanceller:
         self._apm = self._new_apm()
         self._was_active = False
         self.lead = lead_ms / 1000
+        self.track_lead = track_lead_ms / 1000
         self.tail = tail_ms / 1000
         self._replies: list[_Reply] = []
         self._until: float = -1.0  # stream time until which the canceller must run
         self.frames_processed = 0
-        self.echo_energy = 0.0  # sum of squares in / out while cancelling, for ERLE
-        self.out_energy = 0.0
+        self._erle: deque[float] = deque(maxlen=ERLE_FRAMES)
 
     def _new_apm(self):  # livekit's AudioProcessingModule
         return self._rtc.AudioProcessingModule(
@@ -193,8 +204,10 @@ class EchoCanceller:
         """Audio was sent whose playout the headset has not reported yet."""
         return any(r.t_start is None and r.length for r in self._replies)
 
-    def active(self, t_stream: float) -> bool:
+    def active(self, t_stream: float, track: PlayoutTrack | None = None) -> bool:
         """Whether the mic frame at ``t_stream`` can contain echo: a reply playing, pending or its tail."""
+        if track is not None:
+            return track.active(t_stream, self.tail)
         return t_stream < self._until or self.pending
 
     # -- the mic -----------------------------------------------------------------------------------
@@ -212,18 +225,25 @@ class EchoCanceller:
             out += part
         return np.clip(out, -32768, 32767).astype(np.int16)
 
-    def process(self, pcm: np.ndarray, t_stream: float) -> np.ndarray:
-        """The mic frame at ``t_stream`` with the echo removed (unchanged when nothing can echo)."""
-        if not self.active(t_stream):
+    def process(self, pcm: np.ndarray, t_stream: float, track: PlayoutTrack | None = None) -> np.ndarray:
+        """The mic frame at ``t_stream`` with the echo removed (unchanged when nothing can echo).
+
+        ``track``: the link's record of what its speaker played when (:meth:`HeadsetLink.playout_track`);
+        without one the reference is placed by the PLAYBACK events (:meth:`played` ...)."""
+        if not self.active(t_stream, track):
             self._was_active = False
             return pcm
-        if not self._was_active:
-            # A fresh canceller for each stretch of replies (about 1 ms to make): AEC3 keeps samples and
-            # delay estimates across calls, and the stream it saw last ended seconds ago. It converges
-            # within the first frames (measured: the echo at -6 dB is down by ~40 dB from the start).
+        if not self._was_active and track is None:
+            # Placed by PLAYBACK events the reference's offset differs from one stretch of replies to the
+            # next, so each stretch gets a fresh canceller (about 1 ms to make) rather than one whose
+            # delay estimate is stale. A link's playout track keeps the offset fixed: one canceller
+            # stays converged across replies, and only the first reply of a session starts cold.
             self._apm = self._new_apm()
-            self._was_active = True
-        ref = self.reference(t_stream, len(pcm))
+        self._was_active = True
+        if track is not None:  # its stamps are early by a tick already: no lead needed
+            ref = track.reference(t_stream + self.track_lead, len(pcm))
+        else:
+            ref = self.reference(t_stream, len(pcm))
         out = np.empty_like(pcm)
         rtc = self._rtc
         for i in range(0, len(pcm) - APM_FRAME + 1, APM_FRAME):
@@ -236,16 +256,18 @@ class EchoCanceller:
         if tail:
             out[-tail:] = pcm[-tail:]
         self.frames_processed += 1
-        x = pcm.astype(np.float64)
-        y = out.astype(np.float64)
-        self.echo_energy += float(np.dot(x, x))
-        self.out_energy += float(np.dot(y, y))
+        e_in, e_out, e_ref = (
+            float(np.dot(v, v)) / len(v) for v in (x.astype(np.float64) for x in (pcm, out, ref))
+        )
+        if e_ref > ERLE_REF_FLOOR and e_in > ERLE_MIC_FLOOR:
+            self._erle.append(10 * np.log10(e_in / max(e_out, 1.0)))
         return out
 
     @property
     def erle_db(self) -> float | None:
-        """Energy in over energy out while cancelling, in dB (echo return loss enhancement when only echo
-        reached the mic)."""
-        if self.out_energy <= 0 or self.echo_energy <= 0:
+        """Echo return loss enhancement: the median, over recent frames in which the speaker played and the
+        mic heard something, of energy in over energy out, in dB. The median keeps frames in which the
+        wearer talked over a reply (nothing to cancel there) from dragging it down."""
+        if not self._erle:
             return None
-        return 10 * np.log10(self.echo_energy / self.out_energy)
+        return float(np.median(self._erle))

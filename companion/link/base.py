@@ -11,11 +11,14 @@ import abc
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from companion.protocol import Button, Capabilities, DeviceState, PlaybackEvent, Profile
+
+if TYPE_CHECKING:
+    from .playout import PlayoutTrack
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 320  # 20 ms
@@ -169,6 +172,11 @@ class HeadsetLink(abc.ABC):
     @abc.abstractmethod
     async def abort(self) -> None:
         """Stop playback at the headset now (barge-in)."""
+
+    def playout_track(self) -> PlayoutTrack | None:
+        """What this connection's speaker played when, on the mic's stream clock, if the headset reports
+        its playout (a companion headset's FLOW); None where only PLAYBACK events tell it."""
+        return None
 
     @abc.abstractmethod
     async def set_state(self, state: DeviceState) -> None: ...

@@ -71,6 +71,7 @@ from .bluez_battery import BlueZBatteryWatch
 from .errors import LinkFailed, ReconnectPolicy, as_link_errors
 from .mic_stream import MicStream
 from .notices import HeadsetNotices
+from .playout import PlayoutTrack
 from .scan import FoundHeadset, describe_ble_error, find_headset, scan_headsets
 from .speaker_sender import SpeakerSender
 
@@ -371,7 +372,8 @@ class BleHeadsetLink(HeadsetLink):
     def _on_flow(self, _char: object, data: bytearray) -> None:
         status = self._notices.flow(data)
         if status is not None and self._speaker is not None:
-            self._speaker.on_flow(status)
+            # Stamped with the mic stream time reached: the speaker's progress on the headset's own clock.
+            self._speaker.on_flow(status, self._mic.newest_time if self._mic.codec is not None else None)
 
     def _on_battery(self, _char: object, data: bytearray) -> None:
         self._emit(self._notices.battery(data, time.monotonic()))
@@ -438,6 +440,9 @@ class BleHeadsetLink(HeadsetLink):
     async def abort(self) -> None:
         if self.info.profile is Profile.COMPANION and self.connected:
             await self._write_control(Abort())
+
+    def playout_track(self) -> PlayoutTrack | None:
+        return self._speaker.track if self._speaker is not None else None
 
     async def play(self, chunks: AsyncIterable[np.ndarray]) -> PlaybackReport:
         client = self._require()

@@ -60,6 +60,7 @@ class MicStream:
         self._decoder: StreamDecoder | None = None
         self._rechunk = Rechunker()
         self._samples_out = 0
+        self._frame_samples = FRAME_SAMPLES  # 16 kHz samples per codec frame, as last decoded
 
     def start(self, profile: Profile, codec: CodecId) -> None:
         """A new connection streams ``codec``: fresh reassembly and decoder, the same sample clock."""
@@ -74,6 +75,19 @@ class MicStream:
     @property
     def codec_name(self) -> str:
         return codec_spec(self.codec).name if self.codec is not None else ""
+
+    @property
+    def stream_time(self) -> float:
+        """Seconds of mic audio delivered so far: the headset's sample clock, across connections."""
+        return self._samples_out / SAMPLE_RATE
+
+    @property
+    def newest_time(self) -> float:
+        """The stream time just after the newest packet received, including packets held back while a
+        hole waits to be filled: when the headset sent it, on its own sample clock. Other notifications
+        that arrive now are stamped with it (the speaker's playout, for the echo canceller)."""
+        held = self._reasm.frames_held if self._reasm is not None else 0.0
+        return (self._samples_out + held * self._frame_samples) / SAMPLE_RATE
 
     def feed(self, data: bytes | bytearray, now: float) -> list[AudioChunk]:
         """One notification's bytes, arrived at ``now``; the frames that became complete (maybe none)."""
@@ -104,6 +118,7 @@ class MicStream:
         rate = self._decoder.sample_rate
         out = []
         for frame, pcm in zip(frames, pcms, strict=True):
+            self._frame_samples = len(pcm) * SAMPLE_RATE // rate
             for chunk, concealed in self._rechunk.push(pcm, rate, frame.lost):
                 out.append(AudioChunk(chunk, self._samples_out / SAMPLE_RATE, now, concealed))
                 self._samples_out += len(chunk)

@@ -4,6 +4,8 @@ The headset grants speaker frames as cumulative credits (mod 2^32) in FLOW notif
 flow control). :class:`FlowCredits` keeps that account and :class:`ThroughputWatch` notices a radio that is
 slower than real time; both are sans-IO. :class:`SpeakerSender` joins them with the codec for one
 connection; the link gives it the coroutine that writes a frame's packets, so the radio stays in the link.
+Every frame sent and every FLOW report also go into the connection's :class:`PlayoutTrack`, which says what
+the speaker played when (the host echo canceller's reference).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from companion.protocol import CodecId, FlowStatus, Packetizer, Profile, codec_s
 from companion.protocol.codecs import make_encoder
 
 from .base import SAMPLE_RATE, LinkBandwidthError, NotConnected, PlaybackReport
+from .playout import PlayoutTrack
 
 _WRAP = 1 << 32
 
@@ -90,11 +93,16 @@ class SpeakerSender:
         self.address = address
         self.flow = FlowCredits(status)
         self.packetizer = Packetizer(Profile.COMPANION, mtu, codec)
+        self.track = PlayoutTrack(make_encoder(codec).frame_samples)
         self._changed = asyncio.Event()
         self._gone = False
 
-    def on_flow(self, status: FlowStatus) -> None:
+    def on_flow(self, status: FlowStatus, t_stream: float | None = None) -> None:
+        """A FLOW notification; ``t_stream`` is the mic stream time the link had reached when it arrived
+        (None: the mic is not streaming, so nothing can hear the speaker)."""
         self.flow.update(status)
+        if t_stream is not None:
+            self.track.progress(t_stream, self.flow.credits - status.capacity_frames, status.buffered_ms)
         self._changed.set()
 
     def disconnected(self) -> None:
@@ -117,12 +125,12 @@ class SpeakerSender:
             async for chunk in chunks:
                 buf = np.concatenate((buf, np.asarray(chunk, dtype=np.int16)))
                 while len(buf) >= n:
-                    await self._send_frame(encoder.encode(buf[:n]), write, report, watch)
+                    await self._send_frame(buf[:n], encoder.encode(buf[:n]), write, report, watch)
                     buf = buf[n:]
             if len(buf):
                 tail = np.zeros(n, dtype=np.int16)
                 tail[: len(buf)] = buf
-                await self._send_frame(encoder.encode(tail), write, report, watch)
+                await self._send_frame(tail, encoder.encode(tail), write, report, watch)
         except asyncio.CancelledError:
             report.aborted = True
             raise
@@ -131,6 +139,7 @@ class SpeakerSender:
 
     async def _send_frame(
         self,
+        pcm: np.ndarray,
         frame: bytes,
         write: Callable[[list[bytes]], Awaitable[None]],
         report: PlaybackReport,
@@ -146,6 +155,7 @@ class SpeakerSender:
         await write(self.packetizer.packetize(frame))
         t1 = time.monotonic()
         self.flow.sent()
+        self.track.sent(pcm)
         report.frames_sent += 1
         report.t_first_sent = report.t_first_sent or t0
         report.t_last_sent = t1

@@ -233,6 +233,14 @@ class Reassembler:
         self._conceal()
         return self._take()
 
+    @property
+    def frames_held(self) -> float:
+        """Frames' worth of packets received but held back waiting for a hole to fill (or be given up):
+        how far the newest packet is ahead of what came out."""
+        if not self._pending or self._next is None:
+            return 0.0
+        return (seq_diff(self._highest, self._next) + 1) / max(self._frame_frags, 1)
+
     # -- ordering ----------------------------------------------------------------------------------
     def _step(self) -> None:
         s = self._next

@@ -39,7 +39,7 @@ class MicPath:
         """Advance the clock to ``chunk`` and return its audio with the reply's echo removed."""
         self.clock = (chunk.t_stream + len(chunk.pcm) / SAMPLE_RATE, chunk.t_arrival)
         if self.aec is not None and self.cancels_on_host():
-            return self.aec.process(chunk.pcm, chunk.t_stream)
+            return self.aec.process(chunk.pcm, chunk.t_stream, self.link.playout_track())
         return chunk.pcm
 
     def cancels_on_host(self) -> bool:
