@@ -209,6 +209,10 @@ def test_normalize_removes_punctuation_case_and_politeness() -> None:
     assert normalize("OK, can you please set a 10-minute timer, thanks.") == "set a 10 minute timer"
     assert normalize("Volume 50%.") == "volume 50 percent"
     assert normalize("It’s 1.5 minutes... ok?") == "it is 1.5 minutes ok"
+    # How a wearer starts to talk over a reply.
+    assert normalize("Wait, what time is it?") == "what time is it"
+    assert normalize("Sorry, actually, stop.") == "stop"
+    assert normalize("Wait.") == "wait"
 
 
 # --------------------------------------------------------------------------- numbers and durations

@@ -35,6 +35,7 @@ _CONTRACTIONS = {
 }
 _LEADING_FILLER = re.compile(
     r"^(?:(?:hey|hi|hello|ok|okay|so|um|uh|uhm|er|erm|hmm|well|oh|and|alright|all right|just|please"
+    r"|wait|sorry|actually|excuse me"  # how a wearer starts an interruption
     r"|(?:can|could|would|will) you(?: please)?)\s+)+"
 )
 _TRAILING_FILLER = re.compile(r"(?:\s+(?:please|thanks|thank you|for me))+$")
