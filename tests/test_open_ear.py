@@ -33,8 +33,6 @@ async def world(fast_backoff):
         yield w
 
 
-
-
 async def test_echo_at_minus_6_db_never_interrupts_a_reply(
     world, whisper_stt, piper_tts, synth_speech
 ) -> None:
