@@ -108,24 +108,26 @@ class HeadsetConfig(SimModel):
     address: str | None = setting(None, "six hex bytes; each headset gets its own from the world", None)
     mic_codec: Codec = setting(
         None,
-        "mic codec: opus (Opus 20 ms), opus10, opus60, pcm16, mulaw, pcm16-8k or mulaw-8k (default opus; "
+        "mic codec: opus (Opus 20 ms), opus10, opus60, pcm16 or mulaw, or a wire codec id (default opus; "
         "the host may change it with SET_CODECS on the companion profile)",
         "--codec",
         "CODEC",
     )
     mic_opus: OpusSettings | None = setting(None, "the mic's Opus encoder (per profile)", None)
     mic_codecs: Codecs = setting(
-        None, "the mic codecs the headset offers (default: per profile)", "--mic-codecs"
+        None, "the mic codecs the headset offers (default: per profile)", "--mic-codecs", "CODEC"
     )
     speaker_codec: Codec = setting(
         None,
         "speaker codec (default: auto, PCM16 when the link carries it, else Opus 20 ms)",
         "--speaker-codec",
+        "CODEC",
     )
     speaker_codecs: Codecs = setting(
         None,
         "the speaker codecs the headset accepts (default: all, none without a speaker)",
         "--speaker-codecs",
+        "CODEC",
     )
     speaker_buffer_ms: Int = setting(
         400,
@@ -175,10 +177,10 @@ class HeadsetConfig(SimModel):
     firmware_version: tuple[Int, Int, Int] | None = setting(
         None, "firmware version, three numbers 0-255 (default: per profile)", "--firmware-version", "N"
     )
-    manufacturer: str | None = setting(None, "device information: manufacturer", "--manufacturer")
-    model: str | None = setting(None, "device information: model", "--model")
+    manufacturer: str | None = setting(None, "device information: manufacturer", "--manufacturer", "TEXT")
+    model: str | None = setting(None, "device information: model", "--model", "TEXT")
     hardware_revision: str | None = setting(
-        None, "device information: hardware revision", "--hardware-revision"
+        None, "device information: hardware revision", "--hardware-revision", "TEXT"
     )
     serial: str | None = setting(None, "device information: serial (default: from the address)", None)
     requests_mtu: bool | None = setting(

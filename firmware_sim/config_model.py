@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Self, SupportsInt
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.json_schema import JsonDict
 from pydantic_core import ErrorDetails
 
 from companion.protocol import CodecId, codec_by_name, codec_spec
@@ -40,12 +41,6 @@ def _to_codec(value: object) -> object:
         raise ValueError(str(exc)) from None
 
 
-def _to_codecs(value: object) -> object:
-    if value is None or isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        return value
-    return tuple(_to_codec(v) for v in value)
-
-
 def to_strs(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value)
@@ -55,20 +50,38 @@ def to_strs(value: object) -> object:
 Int = Annotated[int, BeforeValidator(_no_bool)]
 Float = Annotated[float, BeforeValidator(_no_bool)]
 Codec = Annotated[CodecId | str | None, BeforeValidator(_to_codec)]
-Codecs = Annotated[tuple[CodecId, ...] | None, BeforeValidator(_to_codecs)]
+CodecItem = Annotated[CodecId, BeforeValidator(_to_codec)]
+Codecs = tuple[CodecItem, ...] | None
 
 
-def setting(default: Any, help: str, flag: str | None, metavar: str | None = None, **rules: Any) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    flag: str | None,
+    metavar: str | None = None,
+    *,
+    short: str | None = None,
+    **rules: Any,
+) -> Any:
     """A field with its help text and its command-line flag (``None``: deliberately not a flag).
 
     ``rules`` are pydantic's constraints (``ge``, ``le`` ...); the help shows the default and the range.
     """
-    return Field(default, description=help, json_schema_extra={"flag": flag, "metavar": metavar}, **rules)
+    extra: JsonDict = {"flag": flag, "metavar": metavar, "short": short}
+    return Field(default, description=help, json_schema_extra=extra, **rules)
 
 
 def describe(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
     """One line per problem, each naming the field (``mic_opus.bitrate``) and the rule it broke."""
     return "; ".join(_describe_one(err, model) for err in exc.errors(include_url=False))
+
+
+def describe_error(exc: ValidationError, model: type[BaseModel], field: str) -> str:
+    """:func:`describe` for one field's value checked on its own (a command-line value)."""
+    errors = exc.errors(include_url=False)
+    for err in errors:
+        err["loc"] = (field, *err["loc"])
+    return "; ".join(_describe_one(err, model) for err in errors)
 
 
 def _describe_one(err: ErrorDetails, model: type[BaseModel] | None) -> str:
@@ -78,13 +91,13 @@ def _describe_one(err: ErrorDetails, model: type[BaseModel] | None) -> str:
         text = str(ctx["error"])
         return text if not where or text.startswith(where) else f"{where}: {text}"
     if err["type"] in ("greater_than_equal", "less_than_equal", "finite_number") and where:
-        lo, hi = _bounds(model, str(err["loc"][0])) if len(err["loc"]) == 1 else (None, None)
+        lo, hi = bounds(model, str(err["loc"][0])) if len(err["loc"]) == 1 else (None, None)
         if lo is not None and hi is not None:
-            return f"{where} = {err['input']!r} is outside {lo}..{hi}"
+            return f"{where} = {err['input']} is outside {lo}..{hi}"
     return f"{where}: {err['msg']} (got {err['input']!r})" if where else err["msg"]
 
 
-def _bounds(model: type[BaseModel] | None, name: str) -> tuple[Any, Any]:
+def bounds(model: type[BaseModel] | None, name: str) -> tuple[Any, Any]:
     info = model.model_fields.get(name) if model is not None else None
     lo = hi = None
     for rule in info.metadata if info is not None else ():
