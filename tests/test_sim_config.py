@@ -101,3 +101,30 @@ def test_radio_capacity_follows_mtu() -> None:
 def test_switching_profile_resets_profile_defaults() -> None:
     c = HeadsetConfig(volume=40).replace(profile="omi")
     assert c.name == "Omi" and not c.has_speaker and c.volume == 40
+
+
+def test_replace_validates_like_a_new_config() -> None:
+    c = HeadsetConfig()
+    with pytest.raises(ConfigError, match=r"volume = 120 is outside 0\.\.100"):
+        c.replace(volume=120)
+    with pytest.raises(ConfigError, match="playout_start_ms"):
+        c.replace(speaker_buffer_ms=40, playout_start_ms=200)
+    with pytest.raises(ConfigError, match="nonsense"):
+        c.replace(nonsense=1)
+    assert c.replace(volume=10).volume == 10 and c.volume == 80  # a copy; the original is frozen
+    with pytest.raises(ValueError, match="frozen"):
+        c.volume = 10  # type: ignore[misc]
+    r = RadioConfig(interval_ms=20)
+    assert r.replace(interval_ms=50).connect_delay_ms == 100  # derived again from the new interval
+    with pytest.raises(ConfigError, match="loss"):
+        r.replace(loss=2)
+    opus = OpusSettings()
+    with pytest.raises(ConfigError, match=r"bitrate = 1 is outside 6000\.\.128000"):
+        opus.replace(bitrate=1)
+
+
+def test_numbers_refuse_booleans_and_nested_errors_name_the_path() -> None:
+    with pytest.raises(ConfigError, match="volume: must be a number"):
+        HeadsetConfig(volume=True)
+    with pytest.raises(ConfigError, match=r"mic_opus.*bitrate"):
+        HeadsetConfig(mic_opus={"bitrate": 3})  # type: ignore[arg-type]
