@@ -3,8 +3,8 @@
 Both are frozen pydantic models validated on construction, so a bad value fails where it is written, with a
 :class:`ConfigError` that names the field and the allowed range. Fields left at ``None`` take the profile's
 default (an Omi pendant differs from a `companion` headset in name, codec settings, speaker and battery
-cadence). Each field's description and ``cli`` metadata (flag, metavar) are what ``python -m firmware_sim``
-builds its options from (see :mod:`firmware_sim.options`), so the help text lives next to the rule.
+cadence). Each field's description and flag (declared with :func:`~firmware_sim.config_model.setting`)
+are what ``python -m firmware_sim`` builds its options from (:mod:`firmware_sim.options`).
 
 Copies go through :meth:`SimModel.replace`, which validates again (pydantic's ``model_copy`` would not).
 Nothing here runs per tick: the models are built once and read by attribute.
@@ -23,8 +23,6 @@ from companion.protocol.control import OMI_CODECS
 from companion.protocol.omi import IDENTITY, MIN_STREAM_MTU, OmiIdentity, OmiVariant
 
 from .config_model import Codec, Codecs, ConfigError, Float, Int, SimModel, setting, to_strs
-
-__all__ = ["ConfigError", "HeadsetConfig", "OpusSettings", "RadioConfig", "SimModel"]
 
 SAMPLE_RATE = 16000
 TICK_MS = 20
@@ -246,7 +244,7 @@ class HeadsetConfig(SimModel):
         ge=MIN_MTU,
         le=MAX_MTU,
     )
-    seed: int | None = setting(
+    seed: Int | None = setting(
         None, "random seed for the radio and mic noise (reproducible runs)", "--seed", "N"
     )
 
@@ -413,7 +411,7 @@ class RadioConfig(SimModel):
     downlink_loss: Float = setting(
         0.0, "speaker write loss probability", "--downlink-loss", "P", ge=0.0, le=0.9
     )
-    seed: int | None = setting(
+    seed: Int | None = setting(
         None, "random seed for the radio and mic noise (reproducible runs)", "--seed", "N"
     )
     tx_ring_frames: Int = setting(
