@@ -1,5 +1,7 @@
 """Configuration: a TOML file in the platform config directory, overridden by environment variables.
 
+Loading is pydantic-settings' (:class:`Settings`): the environment wins over systemd credentials, which
+win over the file, which wins over the defaults (:mod:`companion.config_sources` has the sources).
 Environment overrides use ``COMPANION_<SECTION>__<KEY>`` (double underscore between section and key), e.g.
 ``COMPANION_LLM__BASE_URL=http://127.0.0.1:8080/v1``. A value for a text key is taken as written (so a
 password ``123456`` stays text); numbers and booleans are converted by the key's type; lists are written
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
-import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,18 +31,22 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from companion import credentials
 from companion.config_checks import ConfigProblems, config_problems
+from companion.config_sources import (
+    ENV_PREFIX,
+    ConfigError,
+    CredentialsSource,
+    EnvSource,
+    TomlFileSource,
+)
 
 log = logging.getLogger(__name__)
 
 APP = "companion"
-ENV_PREFIX = "COMPANION_"
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message names the key and the reason."""
+__all__ = ["ENV_PREFIX", "Config", "ConfigError", "Settings", "load_config", "with_overrides"]
 
 
 class _Section(BaseModel):
@@ -188,6 +194,52 @@ class Config(_Section):
         return self
 
 
+# The sources one load reads (set by load_config for its file and environment; else the defaults).
+_SOURCES: ContextVar[tuple[PydanticBaseSettingsSource, ...] | None] = ContextVar("_SOURCES", default=None)
+
+
+class Settings(Config, BaseSettings):
+    """The config as pydantic-settings loads it: init values > environment (``COMPANION_<SECTION>__<KEY>``)
+    > systemd credentials > the TOML file > defaults. ``Settings()`` reads ``os.environ`` and the default
+    file; :func:`load_config` reads a given file and environment and names the source of each bad value."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        given = _SOURCES.get()
+        if given is None:
+            given = sources(settings_cls, default_config_path(), os.environ)
+        return (init_settings, *given)
+
+
+def sources(
+    settings_cls: type[BaseSettings], file: Path, environ: Mapping[str, str]
+) -> tuple[EnvSource, CredentialsSource, TomlFileSource]:
+    """The sources in precedence order, highest first (a file that is not TOML raises ConfigError)."""
+    return (
+        EnvSource(settings_cls, environ),
+        CredentialsSource(settings_cls, environ),
+        TomlFileSource(settings_cls, file),
+    )
+
+
+@contextmanager
+def _reading(given: tuple[PydanticBaseSettingsSource, ...]) -> Iterator[None]:
+    token = _SOURCES.set(given)
+    try:
+        yield
+    finally:
+        _SOURCES.reset(token)
+
+
 def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP))
 
@@ -202,46 +254,6 @@ def log_dir() -> Path:
 
 def default_config_path() -> Path:
     return Path(os.environ.get("COMPANION_CONFIG", config_dir() / "config.toml"))
-
-
-def _env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
-
-
-def _wants_toml(section: str, key: str) -> bool:
-    """Whether the key holds a list or table, written as TOML in the environment."""
-    sec = Config.model_fields.get(section)
-    model = sec.annotation if sec is not None else None  # a section's model class
-    field = model.model_fields.get(key) if isinstance(model, type) and issubclass(model, BaseModel) else None
-    if field is None:
-        return True  # unknown key: parsed as before, then reported as unknown
-    kinds = {typing.get_origin(a) or a for a in (field.annotation, *typing.get_args(field.annotation))}
-    return bool(kinds & {list, dict, tuple, set})
-
-
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """``COMPANION_SECTION__KEY=value`` pairs (and ``..._FILE=path`` for secrets) as a nested dict."""
-    out: dict[str, dict[str, Any]] = {}
-    files: list[tuple[str, str, str, str]] = []
-    for name, raw in (environ if environ is not None else os.environ).items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        secret = credentials.file_variable(section, key)
-        if secret is not None:
-            files.append((name, section, secret, raw))
-            continue
-        out.setdefault(section, {})[key] = _env_value(raw) if _wants_toml(section, key) else raw
-    for name, section, key, path in files:
-        if key in out.get(section, {}):
-            continue  # the value itself wins over its file
-        out.setdefault(section, {})[key] = credentials.read_secret_file(
-            path, source=f"environment ({name})", key=f"{section}.{key}"
-        )
-    return out
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -269,24 +281,6 @@ def format_validation_error(exc: ValidationError, source: str | Callable[[str], 
     return "\n".join(lines)
 
 
-def _read_toml(file: Path) -> dict[str, Any]:
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {raw[: exc.start].count(10) + 1}): "
-            "save it as UTF-8"
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-
-
 def _validate(data: dict[str, Any], source: str | Callable[[str], str], *, whole: bool = True) -> Config:
     """``data`` as a Config; ``whole=False`` checks each key alone (one source of several)."""
     try:
@@ -310,35 +304,37 @@ def _source_of(*layers: tuple[str, dict[str, Any]]) -> Callable[[str], str]:
 
 def load_config(
     path: Path | str | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> Config:
     """Read the TOML file (missing default file: defaults), add systemd credentials and environment
-    overrides, and check the whole. ``warn`` receives exposure warnings (default: logged)."""
+    overrides, and check the whole. ``warn`` receives exposure warnings (default: logged).
+
+    Each source is checked key by key as it is added (so a bad value is named with the source it came
+    from, even where a higher source overrides it), then :class:`Settings` merges and checks the whole.
+    """
     environ = dict(os.environ) if environ is None else environ
     explicit = path is not None
     file = Path(path) if path is not None else Path(environ.get("COMPANION_CONFIG") or default_config_path())
-    data: dict[str, Any] = {}
-    if file.exists():
-        data = _read_toml(file)
-    elif explicit:
+    if explicit and not file.exists():
         raise ConfigError(f"{file}: no such config file")
     try:
-        creds = credentials.credentials(environ)
-        env = env_overrides(environ)
+        env, creds, toml = given = sources(Settings, file, environ)
+        layers = [(toml.label, toml.data), (creds.label, creds.data), (env.label, env.data)]
     except credentials.SecretSourceError as exc:
         raise ConfigError(str(exc)) from None
-    creds_label, env_label = "systemd credentials ($CREDENTIALS_DIRECTORY)", "environment (COMPANION_*)"
-    _validate(data, str(file), whole=False)
-    merged = data
-    if creds:
-        merged = _merge(merged, creds)
-        _validate(merged, creds_label, whole=False)
-    merged = _merge(merged, env)
-    _validate(merged, env_label, whole=False)
-    cfg = _validate(merged, _source_of((str(file), data), (creds_label, creds), (env_label, env)))
+    merged: dict[str, Any] = {}
+    for label, data in layers:
+        if data or label == toml.label:
+            merged = _merge(merged, data)
+            _validate(merged, label, whole=False)
+    try:
+        with _reading(given):
+            cfg = Settings()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, _source_of(*layers))) from None
     credentials.register(cfg)
-    for message in credentials.exposure_warnings(cfg, file if file.exists() else None, data):
+    for message in credentials.exposure_warnings(cfg, file if file.exists() else None, toml.data):
         (warn or log.warning)(message)
     return cfg
 

@@ -16,15 +16,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 
-from companion.protocol import codec_by_name
-
 from .config import ConfigError, HeadsetConfig, RadioConfig
+from .config_model import Float, Int, SimModel, setting
 from .firmware import load_wav, synthesize
 from .headset import VirtualHeadset
+from .options import add_model_options, flag_for, model_values
 from .paths import SOCKET_ENV, default_socket_path
 from .server import SimServer, SocketInUse
 from .tasks import TaskOwner
@@ -42,275 +41,79 @@ Examples:
 """
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 0.9:
-        raise argparse.ArgumentTypeError(f"{value} is not a probability between 0 and 0.9")
-    return value
+class RunOptions(SimModel):
+    """What the process does beyond the headsets: how many, what the wearer says, where it serves."""
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _codec(text: str) -> str:
-    try:
-        codec_by_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def add_acoustics_arguments(g: argparse._ActionsContainer) -> None:
-    """The open-ear world around the headset (shared with ``companion demo``)."""
-    g.add_argument(
-        "--echo-db",
-        type=float,
-        metavar="DB",
-        help="the headset's own speaker in its mic, at DB relative to the playback (e.g. -6: an echo return "
-        "loss of 6 dB, a loud open-ear leak), through a 4 ms delay and a short synthetic impulse "
-        "response (off by default)",
+    count: Int = setting(1, "how many headsets to run", "--count", "N", ge=1, le=1000)
+    mic: tuple[Path, ...] = setting(
+        (), "WAV files the wearer speaks, in order, once a host is connected and streaming", "--mic", "WAV"
     )
-    g.add_argument(
-        "--bystander",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="WAV",
-        help="another person talking near the wearer (repeatable): the files play in a loop with 1-4 s "
-        "gaps, between and over the wearer's turns",
+    mic_text: tuple[str, ...] = setting(
+        (),
+        "sentences the wearer speaks (synthesised with the bundled piper voice), after the WAVs",
+        "--mic-text",
+        "TEXT",
     )
-    g.add_argument(
-        "--bystander-db",
-        type=float,
-        default=0.0,
-        metavar="DB",
-        help="bystander speech level relative to the wearer's (default 0)",
+    settle: Float = setting(
+        1.0, "seconds to wait after the host starts streaming before speaking", "--settle", "S", ge=0, le=3600
     )
-    g.add_argument(
-        "--noise-snr",
-        type=float,
-        metavar="DB",
-        help="background noise (Gaussian) this many dB below the wearer's speech level (off by default)",
+    pause: Float = setting(2.0, "seconds between utterances", "--pause", "S", ge=0, le=3600)
+    record: Path | None = setting(
+        None,
+        "write the conversation recording (stereo 16 kHz: left the wearer, right the speaker); "
+        "with --count > 1 each headset writes WAV-1, WAV-2 ...",
+        "--record",
+        "WAV",
     )
-
-
-class AcousticsFields(TypedDict):
-    """The HeadsetConfig fields the acoustics flags set."""
-
-    echo_db: float | None
-    bystanders: tuple[str, ...]
-    bystander_db: float
-    noise_snr_db: float | None
-
-
-def acoustics_config(args: argparse.Namespace) -> AcousticsFields:
-    """HeadsetConfig fields for the acoustics flags."""
-    return {
-        "echo_db": args.echo_db,
-        "bystanders": tuple(str(p) for p in args.bystander),
-        "bystander_db": args.bystander_db,
-        "noise_snr_db": args.noise_snr,
-    }
+    socket: Path | None = setting(
+        None,
+        f"Unix socket to serve on (default: ${SOCKET_ENV} or the per-user runtime directory)",
+        "--socket",
+        "PATH",
+    )
+    verbose: bool = setting(False, "debug logging", "--verbose", short="-v")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options of HeadsetConfig, RadioConfig and RunOptions, derived from their fields."""
     p = argparse.ArgumentParser(
         prog="python -m firmware_sim",
         description="Run virtual BLE headsets (companion or Omi profile) for a companion service to use.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    g = p.add_argument_group("headsets")
-    g.add_argument(
-        "--profile",
-        choices=["companion", "omi"],
-        default="companion",
-        help="GATT profile: our open 'companion' protocol (audio both ways) or Omi/Friend "
-        "compatibility (mic only). Default: companion.",
-    )
-    g.add_argument("--count", type=_positive_int, default=1, help="how many headsets to run (default 1)")
-    g.add_argument(
-        "--name",
-        metavar="PREFIX",
-        help="advertised name; with --count > 1 each gets PREFIX-1, PREFIX-2 ... "
-        "(default 'Companion Sim', or 'Omi' for the omi profile)",
-    )
-    g.add_argument(
-        "--codec",
-        type=_codec,
-        metavar="CODEC",
-        help="mic codec: opus (Opus 20 ms), opus10, opus60, pcm16 or mulaw (default opus; "
-        "the host may change it with SET_CODECS on the companion profile)",
-    )
-    g.add_argument(
-        "--speaker-buffer-ms",
-        type=int,
-        default=400,
-        metavar="MS",
-        help="speaker playout buffer, which sets the flow-control credits (default 400)",
-    )
-    g.add_argument("--aec", action="store_true", help="the headset cancels its own speaker echo")
-    g.add_argument(
-        "--echo-gain",
-        type=float,
-        default=0.0,
-        metavar="G",
-        help="how much speaker output leaks into the mic without --aec (0..4, default 0)",
-    )
-    g.add_argument(
-        "--noise",
-        type=float,
-        default=0.0,
-        metavar="RMS",
-        help="mic self-noise, RMS in int16 units (default 0: digital silence between words)",
-    )
-    add_acoustics_arguments(g)
-    g.add_argument(
-        "--battery", type=float, default=100.0, metavar="PCT", help="battery at start (default 100)"
-    )
-    g.add_argument(
-        "--storage", action="store_true", help="omi offline storage of audio while no host is connected"
-    )
-    g.add_argument(
-        "--variant",
-        choices=["cv1", "devkit"],
-        help="omi build: cv1 (the consumer Omi, Opus 20 ms, default) or devkit (Opus 10 ms)",
-    )
-    g = p.add_argument_group("the wearer")
-    g.add_argument(
-        "--mic",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="WAV",
-        type=Path,
-        help="WAV files the wearer speaks, in order, once a host is connected and streaming",
-    )
-    g.add_argument(
-        "--mic-text",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="TEXT",
-        help="sentences the wearer speaks (synthesised with the bundled piper voice), after the WAVs",
-    )
-    g.add_argument(
-        "--settle",
-        type=float,
-        default=1.0,
-        metavar="S",
-        help="seconds to wait after the host starts streaming before speaking (default 1)",
-    )
-    g.add_argument(
-        "--pause", type=float, default=2.0, metavar="S", help="seconds between utterances (default 2)"
-    )
-    g.add_argument(
-        "--record",
-        type=Path,
-        metavar="WAV",
-        help="write the conversation recording (stereo 16 kHz: left the wearer, right the speaker); "
-        "with --count > 1 each headset writes WAV-1, WAV-2 ...",
-    )
-    g = p.add_argument_group("radio link")
-    g.add_argument(
-        "--mtu",
-        type=int,
-        default=247,
-        metavar="N",
-        help="largest ATT MTU the headset accepts (23-517, default 247); the link starts at 23 "
-        "until the host exchanges the MTU",
-    )
-    g.add_argument(
-        "--auto-mtu", action="store_true", help="the host's stack raises the MTU at connect (as macOS does)"
-    )
-    g.add_argument(
-        "--no-device-mtu",
-        action="store_true",
-        help="the headset does not ask for the MTU exchange itself (omi does, 1.3 s after connecting)",
-    )
-    g.add_argument(
-        "--interval-ms", type=float, default=15.0, metavar="MS", help="connection interval (default 15)"
-    )
-    g.add_argument(
-        "--packets-per-event",
-        type=int,
-        default=6,
-        metavar="N",
-        help="packets per connection event and direction: the throughput limit (default 6)",
-    )
-    g.add_argument(
-        "--latency-ms", type=float, default=0.0, metavar="MS", help="extra one-way latency (default 0)"
-    )
-    g.add_argument("--loss", type=_probability, default=0.0, metavar="P", help="mic packet loss probability")
-    g.add_argument(
-        "--dup", type=_probability, default=0.0, metavar="P", help="mic packet duplicate probability"
-    )
-    g.add_argument(
-        "--reorder",
-        type=_probability,
-        default=0.0,
-        metavar="P",
-        help="probability that a mic packet arrives after the next one",
-    )
-    g.add_argument(
-        "--downlink-loss", type=_probability, default=0.0, metavar="P", help="speaker write loss probability"
-    )
-    g.add_argument(
-        "--seed", type=int, metavar="N", help="random seed for the radio and mic noise (reproducible runs)"
-    )
-    g = p.add_argument_group("process")
-    g.add_argument(
-        "--socket",
-        type=Path,
-        metavar="PATH",
-        help=f"Unix socket to serve on (default: ${SOCKET_ENV} or the per-user runtime directory)",
-    )
-    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_model_options(p.add_argument_group("headsets"), HeadsetConfig)
+    add_model_options(p.add_argument_group("radio link"), RadioConfig)
+    add_model_options(p.add_argument_group("the wearer and the process"), RunOptions)
     return p
 
 
+def run_options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(**model_values(args, RunOptions))
+
+
 def configs(args: argparse.Namespace) -> list[tuple[HeadsetConfig, RadioConfig]]:
+    """One (headset, radio) pair per ``--count``: NAME-1, NAME-2 ... and seeds SEED, SEED+1 ..."""
+    count = run_options(args).count
+    base = HeadsetConfig(**model_values(args, HeadsetConfig))
+    radio = RadioConfig(**model_values(args, RadioConfig))
+    if count == 1:
+        return [(base, radio)]
     out = []
-    for i in range(args.count):
-        name = args.name
-        if name and args.count > 1:
-            name = f"{name}-{i + 1}"
-        elif not name and args.count > 1:
-            name = f"{'Omi' if args.profile == 'omi' else 'Companion Sim'}-{i + 1}"
-        seed = None if args.seed is None else args.seed + i
-        hs = HeadsetConfig(
-            profile=args.profile,
-            name=name,
-            mic_codec=args.codec,
-            speaker_buffer_ms=args.speaker_buffer_ms,
-            has_aec=args.aec,
-            echo_gain=args.echo_gain,
-            mic_noise_rms=args.noise,
-            **acoustics_config(args),
-            battery_percent=args.battery,
-            has_storage=args.storage,
-            variant=args.variant,
-            requests_mtu=False if args.no_device_mtu else None,
-            seed=seed,
-        )
-        radio = RadioConfig(
-            max_mtu=args.mtu,
-            auto_mtu=args.auto_mtu,
-            interval_ms=args.interval_ms,
-            packets_per_event=args.packets_per_event,
-            latency_ms=args.latency_ms,
-            loss=args.loss,
-            duplicate=args.dup,
-            reorder=args.reorder,
-            downlink_loss=args.downlink_loss,
-            seed=seed,
-        )
-        out.append((hs, radio))
+    for i in range(count):
+        seed = None if base.seed is None else base.seed + i
+        out.append((base.replace(name=f"{base.name}-{i + 1}", seed=seed), radio.replace(seed=seed)))
     return out
+
+
+def explain(exc: ConfigError) -> str:
+    """The error with the flag of the field it names, so the fix is plain: ``--volume: volume = ...``."""
+    field = str(exc).split(" ", 1)[0].split(":", 1)[0].split(".", 1)[0]
+    for model in (HeadsetConfig, RadioConfig, RunOptions):
+        flag = flag_for(model, field)
+        if flag is not None:
+            return f"{flag}: {exc}"
+    return str(exc)
 
 
 def record_path(base: Path, index: int, count: int) -> Path:
@@ -344,9 +147,9 @@ async def wearer(
         log.info("%s: wearer has said everything", hs.name)
 
 
-async def serve(args: argparse.Namespace) -> int:
-    path = args.socket or default_socket_path()
-    for wav in args.mic:
+async def serve(run: RunOptions, pairs: list[tuple[HeadsetConfig, RadioConfig]]) -> int:
+    path = run.socket or default_socket_path()
+    for wav in run.mic:
         if not wav.is_file():
             log.error("--mic %s: file not found", wav)
             return 2
@@ -362,16 +165,16 @@ async def serve(args: argparse.Namespace) -> int:
             except SocketInUse as exc:
                 log.error("%s", exc)
                 return 1
-            headsets = [world.add_headset(h, r) for h, r in configs(args)]
+            headsets = [world.add_headset(h, r) for h, r in pairs]
             wearers = TaskOwner("wearer")  # a wearer that fails is logged with its error; the rest go on
             for i, hs in enumerate(headsets):
-                if args.record:
-                    hs.start_recording(record_path(args.record, i, len(headsets)))
-                wearers.spawn(wearer(hs, args.mic, args.mic_text, args.settle, args.pause), hs.name)
+                if run.record:
+                    hs.start_recording(record_path(run.record, i, len(headsets)))
+                wearers.spawn(wearer(hs, run.mic, run.mic_text, run.settle, run.pause), hs.name)
             log.info(
                 "ready: %d %s headset(s) on %s: %s",
                 len(headsets),
-                args.profile,
+                pairs[0][0].profile,
                 path,
                 ", ".join(f"{h.name} ({h.address})" for h in headsets),
             )
@@ -395,16 +198,17 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        run = run_options(args)
+        pairs = configs(args)
+    except ConfigError as exc:
+        print(f"python -m firmware_sim: error: {explain(exc)}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if run.verbose else logging.INFO,
         format="%(asctime)s %(name)s: %(message)s",
     )
-    try:
-        configs(args)
-    except ConfigError as exc:
-        print(f"python -m firmware_sim: error: {exc}", file=sys.stderr)
-        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(run, pairs))
     return 130

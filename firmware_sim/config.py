@@ -1,20 +1,28 @@
 """What a virtual headset is (:class:`HeadsetConfig`) and how its radio link behaves (:class:`RadioConfig`).
 
-Both are frozen dataclasses validated on construction, so a bad value fails where it is written, with a
-message that names the field and the allowed range. Fields left at ``None`` take the profile's default
-(an Omi pendant differs from a `companion` headset in name, codec settings, speaker and battery cadence).
+Both are frozen pydantic models validated on construction, so a bad value fails where it is written, with a
+:class:`ConfigError` that names the field and the allowed range. Fields left at ``None`` take the profile's
+default (an Omi pendant differs from a `companion` headset in name, codec settings, speaker and battery
+cadence). Each field's description and flag (declared with :func:`~firmware_sim.config_model.setting`)
+are what ``python -m firmware_sim`` builds its options from (:mod:`firmware_sim.options`).
+
+Copies go through :meth:`SimModel.replace`, which validates again (pydantic's ``model_copy`` would not).
+Nothing here runs per tick: the models are built once and read by attribute.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, SupportsInt
+from typing import Annotated, Any, Literal, Self, cast
 
-from companion.protocol import ATT_HEADER, CodecId, Profile, codec_spec
+from pydantic import BeforeValidator, Field, model_validator
+
+from companion.protocol import ATT_HEADER, CodecId, Profile
 from companion.protocol.control import OMI_CODECS
 from companion.protocol.omi import IDENTITY, MIN_STREAM_MTU, OmiIdentity, OmiVariant
+
+from .config_model import Codec, Codecs, ConfigError, Float, Int, SimModel, setting, to_strs
 
 SAMPLE_RATE = 16000
 TICK_MS = 20
@@ -23,45 +31,34 @@ MIN_MTU = 23
 MAX_MTU = 517
 
 
-class ConfigError(ValueError):
-    """A simulator setting is out of range or inconsistent; the message says which and why."""
+def _check_range(name: str, value: float, lo: float, hi: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} = {value} is outside {lo}..{hi}")
 
 
-@dataclass(frozen=True, slots=True)
-class OpusSettings:
+class OpusSettings(SimModel):
     """How the headset's Opus encoder runs: ``voip`` (SILK, in-band FEC) or ``lowdelay`` (CELT, Omi)."""
 
-    application: str = "voip"
-    bitrate: int = 24000
+    application: Literal["voip", "lowdelay"] = Field("voip", description="SILK with in-band FEC, or CELT")
+    bitrate: Int = Field(24000, ge=6000, le=128000, description="bit/s")
     fec: bool = True
-    complexity: int | None = None  # None: libopus's default
+    complexity: Int | None = Field(None, ge=0, le=10, description="None: libopus's default")
     constrained_vbr: bool | None = None
-    max_bytes: int | None = None  # the largest frame the encoder may produce
-
-    def __post_init__(self) -> None:
-        if self.application not in ("voip", "lowdelay"):
-            raise ConfigError(f"opus application {self.application!r}: choose 'voip' or 'lowdelay'")
-        if not 6000 <= self.bitrate <= 128000:
-            raise ConfigError(f"opus bitrate {self.bitrate}: must be 6000-128000 bit/s")
-        if self.complexity is not None and self.complexity not in range(11):
-            raise ConfigError(f"opus complexity {self.complexity}: must be 0-10")
-        if self.max_bytes is not None and self.max_bytes not in range(20, 1276):
-            raise ConfigError(f"opus max_bytes {self.max_bytes}: must be 20-1275")
+    max_bytes: Int | None = Field(
+        None, ge=20, le=1275, description="the largest frame the encoder may produce"
+    )
 
     def encoder_options(self) -> dict[str, Any]:
-        return {
-            "application": self.application,
-            "bitrate": self.bitrate,
-            "fec": self.fec,
-            "complexity": self.complexity,
-            "constrained_vbr": self.constrained_vbr,
-            "max_bytes": self.max_bytes,
-        }
+        return self.fields()
 
 
-COMPANION_OPUS = OpusSettings("voip", 24000, True)
+COMPANION_OPUS = OpusSettings(application="voip", bitrate=24000, fec=True)
 #: Omi CV1 (config.h): CELT restricted low delay, 32 kbit/s unconstrained VBR, complexity 3, no FEC, <= 160 B
-OMI_OPUS = OpusSettings("lowdelay", 32000, False, complexity=3, constrained_vbr=False, max_bytes=160)
+OMI_OPUS = OpusSettings(
+    application="lowdelay", bitrate=32000, fec=False, complexity=3, constrained_vbr=False, max_bytes=160
+)
 
 COMPANION_MIC_CODECS: tuple[CodecId, ...] = (
     CodecId.OPUS_16K_20MS,
@@ -83,186 +80,258 @@ COMPANION_SPEAKER_CODECS: tuple[CodecId, ...] = (
 )
 
 
-def _check_range(name: str, value: float, lo: float, hi: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} = {value} is outside {lo}..{hi}")
-
-
-def _codec(name: str, value: object) -> CodecId:
-    if isinstance(value, str):
-        from companion.protocol import codec_by_name
-
-        try:
-            return codec_by_name(value)
-        except ValueError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-    if not isinstance(value, SupportsInt):
-        raise ConfigError(f"{name}: {value!r} is not a codec name or number")
-    try:
-        return codec_spec(int(value)).id
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class HeadsetConfig:
+class HeadsetConfig(SimModel):
     """One virtual headset: profile, identity, codecs, speaker buffer, features, battery and acoustics.
 
-    ``None`` means the profile default (see :meth:`resolved`). The speaker codec ``None`` means "auto": the
-    headset prefers PCM16 when the link can carry it in real time, else Opus 20 ms.
+    ``None`` means the profile default (filled in on validation). The speaker codec ``None`` means "auto":
+    the headset prefers PCM16 when the link can carry it in real time, else Opus 20 ms.
     """
 
-    profile: Profile | str = Profile.COMPANION
-    variant: OmiVariant | str | None = None  # omi: "cv1" (the consumer Omi, default) or "devkit"
-    name: str | None = None
-    address: str | None = None
-    mic_codec: CodecId | str | None = None
-    mic_opus: OpusSettings | None = None
-    mic_codecs: tuple[CodecId, ...] | None = None
-    speaker_codec: CodecId | str | None = None
-    speaker_codecs: tuple[CodecId, ...] | None = None
-    speaker_buffer_ms: int = 400
-    playout_start_ms: int = 40
-    drain_timeout_ms: int = 300
-    volume: int = 80
-    has_speaker: bool | None = None
-    has_aec: bool = False
-    has_button: bool = True
-    has_battery: bool = True
-    has_haptic: bool | None = None
-    has_storage: bool = False
-    storage_frames: int = 3000
-    battery_percent: float = 100.0
-    battery_drain_per_min: float = 0.1
-    battery_notify_s: float | None = None
-    firmware_version: tuple[int, int, int] | None = None
-    manufacturer: str | None = None
-    model: str | None = None
-    hardware_revision: str | None = None
-    serial: str | None = None
-    requests_mtu: bool | None = None  # the device asks for the MTU exchange itself (omi: 1.3 s after connect)
-    echo_gain: float = 0.0
-    echo_db: float | None = None
-    echo_delay_ms: float = 4.0
-    echo_rt60_ms: float = 150.0
-    bystanders: tuple[str, ...] = ()
-    bystander_db: float = 0.0
-    bystander_gap_s: tuple[float, float] = (1.0, 4.0)
-    bystander_loop: bool = True  # False: each bystander clip plays once
-    noise_snr_db: float | None = None
-    mic_noise_rms: float = 0.0
-    min_stream_mtu: int | None = None
-    seed: int | None = None
+    profile: Profile | str = setting(
+        Profile.COMPANION,
+        "GATT profile: our open 'companion' protocol (audio both ways) or Omi/Friend compatibility "
+        "(mic only)",
+        "--profile",
+    )
+    variant: OmiVariant | str | None = setting(
+        None, "omi build: cv1 (the consumer Omi, Opus 20 ms, default) or devkit (Opus 10 ms)", "--variant"
+    )
+    name: str | None = setting(
+        None,
+        "advertised name, 1-29 bytes; with --count > 1 each gets NAME-1, NAME-2 ... "
+        "(default 'Companion Sim', or 'Omi' for the omi profile)",
+        "--name",
+        "PREFIX",
+    )
+    address: str | None = setting(None, "six hex bytes; each headset gets its own from the world", None)
+    mic_codec: Codec = setting(
+        None,
+        "mic codec: opus (Opus 20 ms), opus10, opus60, pcm16 or mulaw, or a wire codec id (default opus; "
+        "the host may change it with SET_CODECS on the companion profile)",
+        "--codec",
+        "CODEC",
+    )
+    mic_opus: OpusSettings | None = setting(None, "the mic's Opus encoder (per profile)", None)
+    mic_codecs: Codecs = setting(
+        None, "the mic codecs the headset offers (default: per profile)", "--mic-codecs", "CODEC"
+    )
+    speaker_codec: Codec = setting(
+        None,
+        "speaker codec (default: auto, PCM16 when the link carries it, else Opus 20 ms)",
+        "--speaker-codec",
+        "CODEC",
+    )
+    speaker_codecs: Codecs = setting(
+        None,
+        "the speaker codecs the headset accepts (default: all, none without a speaker)",
+        "--speaker-codecs",
+        "CODEC",
+    )
+    speaker_buffer_ms: Int = setting(
+        400,
+        "speaker playout buffer, which sets the flow-control credits",
+        "--speaker-buffer-ms",
+        "MS",
+        ge=40,
+        le=10000,
+    )
+    playout_start_ms: Int = setting(
+        40,
+        "speaker audio buffered before playout starts (at most the buffer)",
+        "--playout-start-ms",
+        "MS",
+        ge=0,
+    )
+    drain_timeout_ms: Int = setting(
+        300,
+        "silence after which a reply counts as played out (drained)",
+        "--drain-timeout-ms",
+        "MS",
+        ge=20,
+        le=10000,
+    )
+    volume: Int = setting(80, "speaker volume", "--volume", "PCT", ge=0, le=100)
+    has_speaker: bool | None = setting(None, "a speech speaker (default: companion yes, omi no)", "--speaker")
+    has_aec: bool = setting(False, "the headset cancels its own speaker echo", "--aec")
+    has_button: bool = setting(True, "a button (tap, double tap, hold)", "--button")
+    has_battery: bool = setting(True, "the battery service", "--battery-service")
+    has_haptic: bool | None = setting(None, "a haptic motor (default: omi yes, companion no)", "--haptic")
+    has_storage: bool = setting(False, "omi offline storage of audio while no host is connected", "--storage")
+    storage_frames: Int = setting(
+        3000, "offline storage capacity in frames", "--storage-frames", "N", ge=0, le=10_000_000
+    )
+    battery_percent: Float = setting(100.0, "battery at start", "--battery", "PCT", ge=0, le=100)
+    battery_drain_per_min: Float = setting(
+        0.1, "battery percent used per minute", "--battery-drain", "PCT", ge=0, le=6000
+    )
+    battery_notify_s: Float | None = setting(
+        None,
+        "seconds between battery notifications (0: on change; default omi 5, companion 0)",
+        "--battery-notify-s",
+        "S",
+        ge=0,
+        le=3600,
+    )
+    firmware_version: tuple[Int, Int, Int] | None = setting(
+        None, "firmware version, three numbers 0-255 (default: per profile)", "--firmware-version", "N"
+    )
+    manufacturer: str | None = setting(None, "device information: manufacturer", "--manufacturer", "TEXT")
+    model: str | None = setting(None, "device information: model", "--model", "TEXT")
+    hardware_revision: str | None = setting(
+        None, "device information: hardware revision", "--hardware-revision", "TEXT"
+    )
+    serial: str | None = setting(None, "device information: serial (default: from the address)", None)
+    requests_mtu: bool | None = setting(
+        None,
+        "the headset asks for the MTU exchange itself (default: omi does, 1.3 s after connecting)",
+        "--device-mtu",
+    )
+    echo_gain: Float = setting(
+        0.0, "how much speaker output leaks into the mic without --aec", "--echo-gain", "G", ge=0.0, le=4.0
+    )
+    echo_db: Float | None = setting(
+        None,
+        "the headset's own speaker in its mic, at DB relative to the playback (e.g. -6: an echo return loss "
+        "of 6 dB, a loud open-ear leak), through a short synthetic impulse response (off by default)",
+        "--echo-db",
+        "DB",
+        ge=-100.0,
+        le=20.0,
+    )
+    echo_delay_ms: Float = setting(
+        4.0, "delay of the --echo-db path", "--echo-delay-ms", "MS", ge=0.0, le=500.0
+    )
+    echo_rt60_ms: Float = setting(
+        150.0, "reverberation time of the --echo-db path", "--echo-rt60-ms", "MS", ge=1.0, le=2000.0
+    )
+    bystanders: Annotated[tuple[str, ...], BeforeValidator(to_strs)] = setting(
+        (),
+        "another person talking near the wearer (repeatable): the WAV files play with gaps, "
+        "between and over the wearer's turns",
+        "--bystander",
+        "WAV",
+    )
+    bystander_db: Float = setting(
+        0.0, "bystander speech level relative to the wearer's", "--bystander-db", "DB", ge=-60.0, le=30.0
+    )
+    bystander_gap_s: tuple[Float, Float] = setting(
+        (1.0, 4.0), "the shortest and longest gap between bystander clips, 0-600 s", "--bystander-gap-s", "S"
+    )
+    bystander_loop: bool = setting(
+        True, "bystander clips play in a loop (else each once)", "--bystander-loop"
+    )
+    noise_snr_db: Float | None = setting(
+        None,
+        "background noise (Gaussian) this many dB below the wearer's speech level (off by default)",
+        "--noise-snr",
+        "DB",
+        ge=-20.0,
+        le=100.0,
+    )
+    mic_noise_rms: Float = setting(
+        0.0,
+        "mic self-noise, RMS in int16 units (0: digital silence between words)",
+        "--noise",
+        "RMS",
+        ge=0.0,
+        le=10000.0,
+    )
+    min_stream_mtu: Int | None = setting(
+        None,
+        "the smallest MTU the headset streams at (default: omi 100, companion 23)",
+        "--min-stream-mtu",
+        "N",
+        ge=MIN_MTU,
+        le=MAX_MTU,
+    )
+    seed: Int | None = setting(
+        None, "random seed for the radio and mic noise (reproducible runs)", "--seed", "N"
+    )
 
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> Self:
+        """Fill the profile's defaults in and check what spans fields (codec lists, playout, gaps)."""
+        set_ = self._resolve
         try:
-            set_(self, "profile", Profile(self.profile))
+            profile = Profile(self.profile)
         except ValueError:
             raise ConfigError(f"profile {self.profile!r}: choose 'companion' or 'omi'") from None
-        omi = self.profile is Profile.OMI
+        set_("profile", profile)
+        omi = profile is Profile.OMI
         ident: OmiIdentity | None = None
         if omi:
             try:
                 variant = OmiVariant(self.variant or OmiVariant.CV1)
             except ValueError:
                 raise ConfigError(f"variant {self.variant!r}: choose 'cv1' or 'devkit'") from None
-            set_(self, "variant", variant)
+            set_("variant", variant)
             ident = IDENTITY[variant]
         elif self.variant is not None:
             raise ConfigError(f"variant {self.variant!r}: only the omi profile has variants")
         if self.name is None:
-            set_(self, "name", "Omi" if omi else "Companion Sim")
+            set_("name", "Omi" if omi else "Companion Sim")
         if not self.name or len(self.name.encode()) > 29:
             raise ConfigError(f"name {self.name!r}: must be 1-29 bytes (it must fit an advertisement)")
-        if self.address is not None and not _is_address(self.address):
-            raise ConfigError(f"address {self.address!r}: expected six hex bytes like 'C0:11:22:33:44:55'")
         if self.address is not None:
-            set_(self, "address", self.address.upper())
-        mic_codec = _codec(
-            "mic_codec", self.mic_codec if self.mic_codec is not None else _default_codec(ident)
-        )
-        set_(self, "mic_codec", mic_codec)
+            if not _is_address(self.address):
+                raise ConfigError(
+                    f"address {self.address!r}: expected six hex bytes like 'C0:11:22:33:44:55'"
+                )
+            set_("address", self.address.upper())
+        # the codec fields' validator made any given name or number a CodecId
+        mic_codec = cast(CodecId, self.mic_codec) if self.mic_codec is not None else _default_codec(ident)
+        set_("mic_codec", mic_codec)
         if self.mic_opus is None:
-            set_(self, "mic_opus", OMI_OPUS if omi else COMPANION_OPUS)
-        given_mic = (
-            self.mic_codecs if self.mic_codecs is not None else (mic_codec,) if omi else COMPANION_MIC_CODECS
-        )
-        mic_codecs = tuple(_codec("mic_codecs", c) for c in given_mic)
-        set_(self, "mic_codecs", mic_codecs)
+            set_("mic_opus", OMI_OPUS if omi else COMPANION_OPUS)
+        mic_codecs = self.mic_codecs
+        if mic_codecs is None:
+            mic_codecs = (mic_codec,) if omi else COMPANION_MIC_CODECS
+            set_("mic_codecs", mic_codecs)
         if mic_codec not in mic_codecs:
             raise ConfigError(f"mic_codec {mic_codec!r} is not in mic_codecs {mic_codecs}")
         if omi and mic_codec not in OMI_CODECS:
             raise ConfigError(f"mic_codec {mic_codec.name} is not a codec omi devices send")
         if self.has_speaker is None:
-            set_(self, "has_speaker", not omi)
+            set_("has_speaker", not omi)
         if omi and self.has_speaker:
             raise ConfigError("the omi profile has no speech speaker (omi speakers play chimes only)")
         if self.has_haptic is None:
-            set_(self, "has_haptic", omi)
-        given_spk = self.speaker_codecs
-        if given_spk is None:
-            given_spk = COMPANION_SPEAKER_CODECS if self.has_speaker else ()
-        speaker_codecs = tuple(_codec("speaker_codecs", c) for c in given_spk)
-        set_(self, "speaker_codecs", speaker_codecs)
-        if self.speaker_codec is not None:
-            speaker_codec = _codec("speaker_codec", self.speaker_codec)
-            set_(self, "speaker_codec", speaker_codec)
-            if speaker_codec not in speaker_codecs:
-                raise ConfigError(f"speaker_codec {speaker_codec!r} is not in {speaker_codecs}")
+            set_("has_haptic", omi)
+        speaker_codecs = self.speaker_codecs
+        if speaker_codecs is None:
+            speaker_codecs = COMPANION_SPEAKER_CODECS if self.has_speaker else ()
+            set_("speaker_codecs", speaker_codecs)
+        if self.speaker_codec is not None and self.speaker_codec not in speaker_codecs:
+            raise ConfigError(f"speaker_codec {self.speaker_codec!r} is not in {speaker_codecs}")
         if self.has_speaker and not speaker_codecs:
             raise ConfigError("a headset with a speaker needs at least one speaker codec")
-        _check_range("speaker_buffer_ms", self.speaker_buffer_ms, 40, 10000)
         _check_range("playout_start_ms", self.playout_start_ms, 0, self.speaker_buffer_ms)
-        _check_range("drain_timeout_ms", self.drain_timeout_ms, 20, 10000)
-        _check_range("volume", self.volume, 0, 100)
-        _check_range("storage_frames", self.storage_frames, 0, 10_000_000)
-        _check_range("battery_percent", self.battery_percent, 0, 100)
-        _check_range("battery_drain_per_min", self.battery_drain_per_min, 0, 6000)
-        battery_notify_s = self.battery_notify_s
-        if battery_notify_s is None:
-            battery_notify_s = 5.0 if omi else 0.0
-            set_(self, "battery_notify_s", battery_notify_s)
-        _check_range("battery_notify_s", battery_notify_s, 0, 3600)
+        if self.battery_notify_s is None:
+            set_("battery_notify_s", 5.0 if omi else 0.0)
         firmware = self.firmware_version
         if firmware is None:
-            firmware = ident.firmware if ident else (1, 0, 0)
-            set_(self, "firmware_version", firmware)
-        if len(firmware) != 3 or not all(0 <= int(v) <= 255 for v in firmware):
+            set_("firmware_version", ident.firmware if ident else (1, 0, 0))
+        elif not all(0 <= v <= 255 for v in firmware):
             raise ConfigError(f"firmware_version {firmware}: three numbers 0-255")
         if self.model is None:
-            set_(self, "model", ident.model if ident else "companion-sim headset")
+            set_("model", ident.model if ident else "companion-sim headset")
         if self.manufacturer is None:
-            set_(self, "manufacturer", ident.manufacturer if ident else "companion-sim")
+            set_("manufacturer", ident.manufacturer if ident else "companion-sim")
         if self.hardware_revision is None:
-            set_(self, "hardware_revision", ident.hardware if ident else "1.0")
+            set_("hardware_revision", ident.hardware if ident else "1.0")
         if self.requests_mtu is None:
-            set_(self, "requests_mtu", omi)
-        _check_range("echo_gain", self.echo_gain, 0.0, 4.0)
-        _check_range("mic_noise_rms", self.mic_noise_rms, 0.0, 10000.0)
-        if self.echo_db is not None:
-            _check_range("echo_db", self.echo_db, -100.0, 20.0)
-        _check_range("echo_delay_ms", self.echo_delay_ms, 0.0, 500.0)
-        _check_range("echo_rt60_ms", self.echo_rt60_ms, 1.0, 2000.0)
-        set_(self, "bystanders", tuple(str(b) for b in self.bystanders))
+            set_("requests_mtu", omi)
         for b in self.bystanders:
             if not Path(b).is_file():
                 raise ConfigError(f"bystanders: WAV file {b!r} not found")
-        _check_range("bystander_db", self.bystander_db, -60.0, 30.0)
         lo, hi = self.bystander_gap_s
         _check_range("bystander_gap_s", lo, 0.0, 600.0)
         _check_range("bystander_gap_s", hi, lo, 600.0)
-        if self.noise_snr_db is not None:
-            _check_range("noise_snr_db", self.noise_snr_db, -20.0, 100.0)
-        min_stream_mtu = self.min_stream_mtu
-        if min_stream_mtu is None:
-            min_stream_mtu = MIN_STREAM_MTU if omi else MIN_MTU
-            set_(self, "min_stream_mtu", min_stream_mtu)
-        _check_range("min_stream_mtu", min_stream_mtu, MIN_MTU, MAX_MTU)
+        if self.min_stream_mtu is None:
+            set_("min_stream_mtu", MIN_STREAM_MTU if omi else MIN_MTU)
+        return self
 
-    def with_(self, **changes: Any) -> HeadsetConfig:
+    def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (and re-validated). Changing the profile also resets the
         fields that default per profile (name, codecs, speaker, haptic, battery cadence ...) unless given."""
         if "profile" in changes and Profile(changes["profile"]) is not self.profile:
@@ -271,7 +340,7 @@ class HeadsetConfig:
         if "variant" in changes and changes["variant"] != self.variant:
             for name in _VARIANT_DEFAULTS:
                 changes.setdefault(name, None)
-        return replace(self, **changes)
+        return super().replace(**changes)
 
     @property
     def speaker_capacity_frames(self) -> int:
@@ -305,8 +374,7 @@ _PROFILE_DEFAULTS = (
 )
 
 
-@dataclass(frozen=True)
-class RadioConfig:
+class RadioConfig(SimModel):
     """The simulated BLE link between one headset and one central.
 
     Audio impairments (``loss``, ``duplicate``, ``reorder``) apply to microphone notifications;
@@ -314,48 +382,87 @@ class RadioConfig:
     in order, as the link layer makes it on a real radio.
     """
 
-    max_mtu: int = 247
-    auto_mtu: bool = False
-    interval_ms: float = 15.0
-    packets_per_event: int = 6
-    latency_ms: float = 0.0
-    loss: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    downlink_loss: float = 0.0
-    seed: int | None = None
-    tx_ring_frames: int = 64
-    host_queue_packets: int = 16
-    rssi: int = -60
-    in_range: bool = True
-    supervision_timeout_ms: float = 1000.0
-    advertising_interval_ms: float = 100.0
-    connect_delay_ms: float | None = None
+    max_mtu: Int = setting(
+        247,
+        "largest ATT MTU the headset accepts; the link starts at 23 until the host exchanges the MTU",
+        "--mtu",
+        "N",
+        ge=MIN_MTU,
+        le=MAX_MTU,
+    )
+    auto_mtu: bool = setting(
+        False, "the host's stack raises the MTU at connect (as macOS does)", "--auto-mtu"
+    )
+    interval_ms: Float = setting(15.0, "connection interval", "--interval-ms", "MS", ge=7.5, le=4000)
+    packets_per_event: Int = setting(
+        6,
+        "packets per connection event and direction: the throughput limit",
+        "--packets-per-event",
+        "N",
+        ge=1,
+        le=64,
+    )
+    latency_ms: Float = setting(0.0, "extra one-way latency", "--latency-ms", "MS", ge=0, le=10000)
+    loss: Float = setting(0.0, "mic packet loss probability", "--loss", "P", ge=0.0, le=0.9)
+    duplicate: Float = setting(0.0, "mic packet duplicate probability", "--dup", "P", ge=0.0, le=0.9)
+    reorder: Float = setting(
+        0.0, "probability that a mic packet arrives after the next one", "--reorder", "P", ge=0.0, le=0.9
+    )
+    downlink_loss: Float = setting(
+        0.0, "speaker write loss probability", "--downlink-loss", "P", ge=0.0, le=0.9
+    )
+    seed: Int | None = setting(
+        None, "random seed for the radio and mic noise (reproducible runs)", "--seed", "N"
+    )
+    tx_ring_frames: Int = setting(
+        64,
+        "mic frames the headset's radio queue holds before it drops the oldest",
+        "--tx-ring-frames",
+        "N",
+        ge=1,
+        le=100000,
+    )
+    host_queue_packets: Int = setting(
+        16,
+        "writes the host's stack queues; a write without response waits for room",
+        "--host-queue-packets",
+        "N",
+        ge=1,
+        le=100000,
+    )
+    rssi: Int = setting(-60, "signal strength the scanner reports", "--rssi", "DBM", ge=-127, le=20)
+    in_range: bool = setting(True, "the headset is in radio range (tests move it out)", None)
+    supervision_timeout_ms: Float = setting(
+        1000.0,
+        "silence after which a link counts as lost",
+        "--supervision-timeout-ms",
+        "MS",
+        ge=100,
+        le=32000,
+    )
+    advertising_interval_ms: Float = setting(
+        100.0, "advertising interval", "--advertising-interval-ms", "MS", ge=20, le=10240
+    )
+    connect_delay_ms: Float | None = setting(
+        None,
+        "time a connect takes (default: two connection intervals)",
+        "--connect-delay-ms",
+        "MS",
+        ge=0,
+        le=60000,
+    )
 
-    def __post_init__(self) -> None:
-        if isinstance(self.max_mtu, bool) or not isinstance(self.max_mtu, int):
-            raise ConfigError(f"max_mtu must be an integer, got {self.max_mtu!r}")
-        _check_range("max_mtu", self.max_mtu, MIN_MTU, MAX_MTU)
-        _check_range("interval_ms", self.interval_ms, 7.5, 4000)
-        _check_range("packets_per_event", self.packets_per_event, 1, 64)
-        _check_range("latency_ms", self.latency_ms, 0, 10000)
-        for name in ("loss", "duplicate", "reorder", "downlink_loss"):
-            _check_range(name, getattr(self, name), 0.0, 0.9)
-        _check_range("tx_ring_frames", self.tx_ring_frames, 1, 100000)
-        _check_range("host_queue_packets", self.host_queue_packets, 1, 100000)
-        _check_range("rssi", self.rssi, -127, 20)
-        _check_range("supervision_timeout_ms", self.supervision_timeout_ms, 100, 32000)
-        _check_range("advertising_interval_ms", self.advertising_interval_ms, 20, 10240)
-        connect_delay_ms = self.connect_delay_ms
-        if connect_delay_ms is None:
-            connect_delay_ms = 2 * self.interval_ms
-            object.__setattr__(self, "connect_delay_ms", connect_delay_ms)
-        _check_range("connect_delay_ms", connect_delay_ms, 0, 60000)
+    @model_validator(mode="after")
+    def _derived(self) -> Self:
+        if self.connect_delay_ms is None:
+            self._resolve("connect_delay_ms", 2 * self.interval_ms)
+        return self
 
-    def with_(self, **changes: Any) -> RadioConfig:
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (and re-validated); a new interval recomputes the connect delay."""
         if "interval_ms" in changes:
-            changes.setdefault("connect_delay_ms", None)  # recomputed from the new interval
-        return replace(self, **changes)
+            changes.setdefault("connect_delay_ms", None)
+        return super().replace(**changes)
 
     def payload_rate(self, mtu: int) -> float:
         """ATT payload bytes per second one direction can carry at this MTU."""

@@ -102,7 +102,7 @@ class Radio:
 
     def impair(self, **changes: Any) -> RadioConfig:
         """Change link impairments (loss, duplicate, reorder, downlink_loss, latency_ms ...) on the fly."""
-        self.config = self.config.with_(**changes)
+        self.config = self.config.replace(**changes)
         return self.config
 
     def disconnect(self, reason: str = "headset disconnected") -> None:

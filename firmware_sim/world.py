@@ -70,7 +70,7 @@ class SimWorld:
         if config is None:
             config = HeadsetConfig(**changes)
         elif changes:
-            config = config.with_(**changes)
+            config = config.replace(**changes)
         radio = radio or RadioConfig()
         self._count += 1
         address = (
@@ -79,9 +79,9 @@ class SimWorld:
         if address in self.headsets:
             raise ConfigError(f"address {address} is already taken in this world")
         if config.serial is None:
-            config = config.with_(serial=address.replace(":", ""))
+            config = config.replace(serial=address.replace(":", ""))
         if config.address != address:
-            config = config.with_(address=address)
+            config = config.replace(address=address)
         hs = VirtualHeadset(self, config, radio, address)
         self.headsets[address] = hs
         log.info("%s (%s): %s headset advertising", hs.name, address, hs.profile.value)
