@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from companion.protocol import ATT_HEADER
 
 from .air import Request, Up, Uplink, downlink_survives
-from .config import MAX_MTU, MIN_MTU, RadioConfig
 from .gatt import CCCD, AttError, Characteristic, GattTable
+from .radio_config import MAX_MTU, MIN_MTU, RadioConfig
 
 if TYPE_CHECKING:
     from .radio import Radio

@@ -18,8 +18,8 @@ from typing import Any
 from companion.protocol import ATT_HEADER
 
 from .air import HOLD_MAX_MS, AudioTruth, RadioTruth
-from .config import MAX_MTU, MIN_MTU, RadioConfig
 from .link import GattServer, Link, LinkLost, NotAdvertising, NotifyCallback
+from .radio_config import MAX_MTU, MIN_MTU, RadioConfig
 from .tasks import TaskOwner
 
 log = logging.getLogger("firmware_sim.radio")
