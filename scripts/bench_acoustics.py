@@ -92,9 +92,9 @@ class Rig:
         if aec is not None:  # measure the canceller where only echo reaches the mic
             process = aec.process
 
-            def measured(pcm: np.ndarray, t: float) -> np.ndarray:
-                out = process(pcm, t)
-                if aec.active(t):
+            def measured(pcm: np.ndarray, t: float, track=None) -> np.ndarray:
+                out = process(pcm, t, track)
+                if aec.active(t, track):
                     x, y = pcm.astype(np.float64), out.astype(np.float64)
                     echo_only = self.session.state is DeviceState.SPEAKING and not self.headset.mic.speaking
                     self.frames.append((float(np.dot(x, x)), float(np.dot(y, y)), echo_only))
@@ -150,16 +150,24 @@ async def bench_echo(engines, config, levels: list[float], replies: int) -> list
     out = []
     for level in levels:
         async with SimWorld() as world, Rig(world, engines, config, echo_db=level) as rig:
-            cut = transcripts = 0
+            cut = transcripts = unanswered = 0
             for i in range(replies):
                 q = ECHO_QUESTIONS[i % len(ECHO_QUESTIONS)]
                 await rig.headset.mic.say(voices[q])
                 while True:
-                    ev = await rig.next((TranscriptEvent, ReplyEvent, TurnTimings))
+                    try:
+                        ev = await rig.next((TranscriptEvent, ReplyEvent, TurnTimings), timeout=20.0)
+                    except TimeoutError:
+                        unanswered += 1
+                        log(f"echo {level:+.0f} dB: no reply to {q!r} ({i}), state {rig.session.state}")
+                        break
                     if isinstance(ev, TranscriptEvent):
                         transcripts += 1
+                        log(f"  {i}: heard {ev.text!r}")
                     elif isinstance(ev, ReplyEvent):
                         cut += ev.interrupted
+                        if ev.interrupted:
+                            log(f"  {i}: reply cut: {ev.text[:60]!r}")
                     else:
                         break
                 await asyncio.sleep(1.2)  # the reply's echo tail dies out before the next question
@@ -173,6 +181,7 @@ async def bench_echo(engines, config, levels: list[float], replies: int) -> list
                 "self_interruptions": cut + max(0, transcripts - replies),
                 "replies_cut": cut,
                 "turns_from_echo": max(0, transcripts - replies),
+                "unanswered": unanswered,
                 **rig.erle(),
             }
         log(f"echo {level:+.0f} dB: {row}")
