@@ -104,9 +104,9 @@ class Rig:
         barge_in = self.session.barge_in
         self.t_barge = 0.0
 
-        async def timed_barge_in(why: str) -> None:
+        async def timed_barge_in(why: str, *, clear: bool = True) -> None:
             self.t_barge = self.headset.clock()
-            await barge_in(why)
+            await barge_in(why, clear=clear)
 
         self.session.barge_in = timed_barge_in  # type: ignore[method-assign]
         self.task = asyncio.create_task(self.session.run())

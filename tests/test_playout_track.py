@@ -108,3 +108,20 @@ def test_the_newest_mic_packet_stamps_reports_while_a_hole_holds_the_stream_back
     for p in packets[3:5]:  # packet 2 lost: 3 and 4 wait for it
         stream.feed(p, 0.0)
     assert stream.stream_time == 0.04 and abs(stream.newest_time - 0.10) < 1e-9
+
+
+def test_a_reported_mic_position_places_the_report_exactly() -> None:
+    """A FLOW status that carries the mic position is placed there (per connection, wrapping at 2^32),
+    not at whatever the radio had delivered when it arrived."""
+    stream = MicStream()
+    stream.start(Profile.COMPANION, CodecId.PCM16_16K)
+    pk = Packetizer(Profile.COMPANION, 247, CodecId.PCM16_16K)
+    for f in frames(5):
+        for p in pk.packetize(make_encoder(CodecId.PCM16_16K).encode(f)):
+            stream.feed(p, 0.0)
+    assert stream.stream_time == 0.1
+    assert stream.stamp(None) == 0.1  # an older headset: where the stream is
+    assert stream.stamp(8 * FRAME) == 0.16  # the headset is three frames ahead of what arrived
+    stream.start(Profile.COMPANION, CodecId.PCM16_16K)  # a new connection counts from zero again
+    assert stream.stamp(FRAME) == 0.12
+    assert stream.stamp((1 << 32) - FRAME) == 0.08  # a position just before a wrap is behind, not ahead

@@ -20,6 +20,7 @@ from companion.protocol import (
     Profile,
     ProtocolError,
     Reassembler,
+    TruncatedPacket,
     parse_battery,
     parse_omi_button,
     parse_omi_codec,
@@ -113,6 +114,16 @@ def test_capabilities_round_trip_and_rejects_trailing_bytes() -> None:
     assert Capabilities.decode(caps.encode()) == caps
     with pytest.raises(ProtocolError):
         Capabilities.decode(caps.encode() + b"\x00")
+
+
+def test_flow_status_carries_the_mic_position_or_not() -> None:
+    old = FlowStatus(credits=40, buffered_ms=200, underruns=3, capacity_frames=25)
+    assert len(old.encode()) == 10 and FlowStatus.decode(old.encode()) == old  # headsets without it
+    new = FlowStatus(40, 200, 3, 25, mic_samples=(1 << 32) + 320)
+    assert new.encode()[10:] == (320).to_bytes(4, "little")  # u32, wraps
+    assert FlowStatus.decode(new.encode()).mic_samples == 320
+    with pytest.raises(TruncatedPacket):
+        FlowStatus.decode(new.encode()[:12])
 
 
 def test_seq_diff_wraps() -> None:

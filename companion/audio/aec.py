@@ -6,16 +6,17 @@ time). It takes the far-end signal (what the speaker plays) and the mic in 10 ms
 echo with an adaptive filter, its delay estimator and a residual-echo suppressor.
 
 AEC3 can only cancel an echo whose reference it has already seen: the reference must lead the mic, never
-lag it. The reference is therefore placed on the mic stream's own clock (the headset's sample clock, on
-which the mic frames are stamped): :meth:`EchoCanceller.played` anchors a reply's first sample at the
-stream time the headset reported playing it (its PLAYBACK STARTED event), and every mic frame is paired
-with the reference samples that were playing ``lead_ms`` (60) later, so the reference leads by that much
-and AEC3's delay estimator finds the rest (the acoustic path, radio latency, event jitter). Measured on a
-synthetic echo path: once converged AEC3 cancels ~64 dB with the reference 0-400 ms ahead, nothing at
-600 ms ahead or 20 ms behind; a fresh instance converged at once with a 40 ms lead in that test. 200 ms
-was tried in the session without a clear result either way (docs/benchmarks.md). Known gap: underruns
-shorter than the headset's drain timeout are not reported, and the reference then runs ahead of the
-playout.
+lag it, and by little (measured on a synthetic echo path: ~64 dB once converged with the reference 0-400 ms
+ahead, nothing at 600 ms ahead or 20 ms behind). The reference comes from one of two places:
+
+- a link's :class:`~companion.link.playout.PlayoutTrack` (BLE companion headsets): the frames sent and the
+  headset's FLOW reports, which place every sample on the mic's clock, underruns and aborts included, about
+  one tick ahead of the echo. The offset is fixed, so one AEC3 instance stays converged across replies;
+  only a session's first reply starts cold.
+- otherwise the PLAYBACK events (:meth:`EchoCanceller.played`, :meth:`drained`, :meth:`stopped`): a
+  reply's first sample is anchored at the stream time its STARTED event arrived and every mic frame is
+  paired with what played ``lead_ms`` (60) later; AEC3's delay estimator finds the rest. Short underruns
+  are not reported there, so the offset drifts between replies and each stretch gets a fresh instance.
 
 The canceller costs about 3.5 % of one core while it runs (measured on the 2-core dev machine), so it runs
 only while a reply plays and for ``tail_ms`` after; an idle headset streaming silence costs nothing here.
@@ -117,7 +118,7 @@ class EchoCanceller:
         self,
         *,
         lead_ms: float = 60.0,
-        track_lead_ms: float = 0.0,
+        track_lead_ms: float = 20.0,
         tail_ms: float = 800.0,
         noise_suppression: bool = False,
     ) -> None:
@@ -240,7 +241,7 @@ class EchoCanceller:
             # stays converged across replies, and only the first reply of a session starts cold.
             self._apm = self._new_apm()
         self._was_active = True
-        if track is not None:  # its stamps are early by a tick already: no lead needed
+        if track is not None:  # placed exactly: a tick's lead covers a FLOW sent after its mic frame
             ref = track.reference(t_stream + self.track_lead, len(pcm))
         else:
             ref = self.reference(t_stream, len(pcm))

@@ -372,8 +372,8 @@ class BleHeadsetLink(HeadsetLink):
     def _on_flow(self, _char: object, data: bytearray) -> None:
         status = self._notices.flow(data)
         if status is not None and self._speaker is not None:
-            # Stamped with the mic stream time reached: the speaker's progress on the headset's own clock.
-            self._speaker.on_flow(status, self._mic.newest_time if self._mic.codec is not None else None)
+            stamp = self._mic.stamp(status.mic_samples) if self._mic.codec is not None else None
+            self._speaker.on_flow(status, stamp)  # the speaker's progress, on the mic's clock
 
     def _on_battery(self, _char: object, data: bytearray) -> None:
         self._emit(self._notices.battery(data, time.monotonic()))

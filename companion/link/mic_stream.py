@@ -60,6 +60,7 @@ class MicStream:
         self._decoder: StreamDecoder | None = None
         self._rechunk = Rechunker()
         self._samples_out = 0
+        self._connection_start = 0  # the stream's sample count when this connection's stream began
         self._frame_samples = FRAME_SAMPLES  # 16 kHz samples per codec frame, as last decoded
 
     def start(self, profile: Profile, codec: CodecId) -> None:
@@ -71,6 +72,7 @@ class MicStream:
         self._reasm = Reassembler(profile, codec, window=self.reorder_window)
         self._decoder = StreamDecoder(codec)
         self.codec = codec
+        self._connection_start = self._samples_out
 
     @property
     def codec_name(self) -> str:
@@ -88,6 +90,21 @@ class MicStream:
         that arrive now are stamped with it (the speaker's playout, for the echo canceller)."""
         held = self._reasm.frames_held if self._reasm is not None else 0.0
         return (self._samples_out + held * self._frame_samples) / SAMPLE_RATE
+
+    def stamp(self, mic_samples: int | None) -> float:
+        """Where on this stream's clock to put a notification arriving now: at the mic position it carries
+        (:meth:`time_of`), else at the newest packet received (:attr:`newest_time`), which a reliable
+        notification may overtake while mic frames wait in the headset's queue."""
+        return self.newest_time if mic_samples is None else self.time_of(mic_samples)
+
+    def time_of(self, mic_samples: int) -> float:
+        """The stream time of a mic position the headset reports (16 kHz samples since this connection's
+        stream began, mod 2^32): exact, whatever the radio queued or the reorder window holds back."""
+        expected = self._samples_out - self._connection_start
+        delta = (mic_samples - expected) % (1 << 32)
+        if delta >= 1 << 31:
+            delta -= 1 << 32
+        return (self._connection_start + expected + delta) / SAMPLE_RATE
 
     def feed(self, data: bytes | bytearray, now: float) -> list[AudioChunk]:
         """One notification's bytes, arrived at ``now``; the frames that became complete (maybe none)."""

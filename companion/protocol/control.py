@@ -24,6 +24,7 @@ from .messages import (  # noqa: F401 - re-exported for older imports
 
 # -- flow control ----------------------------------------------------------------------------------
 FLOW_STATUS_SIZE = 10
+FLOW_STATUS_WITH_MIC_SIZE = 14  # with the mic position (headsets that have a mic stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,26 +35,35 @@ class FlowStatus:
     the stream started. The headset raises it by one for every frame it plays out (and re-grants a whole
     buffer after an abort), so a lost or late notification never leaks credit. ``buffered_ms`` is what the
     playout buffer holds, ``underruns`` counts 20 ms ticks the speaker starved while a reply was playing.
+    ``mic_samples`` (optional, mod 2^32) is how far the mic stream of this connection had got when the status
+    was taken: the samples of every mic frame queued for sending so far. It places the speaker's progress on
+    the mic's own clock, which the host's echo canceller needs; a status without it is the older 10 bytes.
     """
 
     credits: int
     buffered_ms: int
     underruns: int
     capacity_frames: int
+    mic_samples: int | None = None
 
     def encode(self) -> bytes:
-        return struct.pack(
+        head = struct.pack(
             "<IHHH", self.credits % (1 << 32), self.buffered_ms, self.underruns % 65536, self.capacity_frames
         )
+        if self.mic_samples is None:
+            return head
+        return head + struct.pack("<I", self.mic_samples % (1 << 32))
 
     @classmethod
     def decode(cls, data: bytes | bytearray) -> FlowStatus:
-        if len(data) != FLOW_STATUS_SIZE:
-            raise TruncatedPacket(f"flow status of {len(data)} bytes; expected {FLOW_STATUS_SIZE}")
-        credits, buffered, underruns, capacity = struct.unpack("<IHHH", data)
+        if len(data) not in (FLOW_STATUS_SIZE, FLOW_STATUS_WITH_MIC_SIZE):
+            sizes = f"{FLOW_STATUS_SIZE} or {FLOW_STATUS_WITH_MIC_SIZE}"
+            raise TruncatedPacket(f"flow status of {len(data)} bytes; expected {sizes}")
+        credits, buffered, underruns, capacity = struct.unpack_from("<IHHH", data)
         if capacity == 0:
             raise BadField("flow status with zero buffer capacity")
-        return cls(credits, buffered, underruns, capacity)
+        mic = struct.unpack_from("<I", data, FLOW_STATUS_SIZE)[0] if len(data) > FLOW_STATUS_SIZE else None
+        return cls(credits, buffered, underruns, capacity, mic)
 
 
 # -- capabilities ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from companion.protocol import (
     DeviceState,
     ErrorCode,
     ErrorReport,
+    FlowStatus,
     Listen,
     Packetizer,
     PlaybackEvent,
@@ -122,6 +123,7 @@ class Firmware:
         self._streaming = False
         self.streaming_changed = asyncio.Event()  # set (and replaced) whenever streaming starts or stops
         self._last_flow: bytes | None = None
+        self._mic_sent = 0
         self._last_button = bytes(8)
         self._mic_handle = self.table.handle_of("mic")
         self.read_faults = ReadFaults()  # answers the host cannot decode, on request (firmware_sim.faults)
@@ -192,6 +194,7 @@ class Firmware:
         else:
             self.omi.on_link_up(self.clock())
         self._last_flow = None
+        self._mic_sent = 0  # 16 kHz samples of mic frames queued on this connection (FLOW's mic position)
         self.battery_model.renotify()
         if self.speaker is not None:
             self.speaker.reset()
@@ -229,7 +232,7 @@ class Firmware:
         if key == "capabilities":
             return self.capabilities().encode()
         if key == "flow" and self.speaker is not None:
-            return self.speaker.flow_status().encode()
+            return self._with_mic(self.speaker.flow_status()).encode()
         if key == "battery":
             return encode_battery(self.battery)
         if key == "codec":
@@ -430,8 +433,10 @@ class Firmware:
             return
         link, pk = self.link, self._packetizer
         assert link is not None and pk is not None
+        assert self._encoder is not None
         for frame in frames:
-            link.offer_audio("mic", self._mic_handle, pk.packetize(frame))
+            if link.offer_audio("mic", self._mic_handle, pk.packetize(frame)):
+                self._mic_sent += self._encoder.frame_samples_16k
 
     def _battery_tick(self) -> None:
         if not self.config.has_battery:
@@ -447,7 +452,16 @@ class Firmware:
     def _flow_tick(self) -> None:
         if self.speaker is None or self.link is None:
             return
-        status = self.speaker.flow_status().encode()
-        if status != self._last_flow:
-            self._last_flow = status
-            self._notify("flow", status)
+        status = self.speaker.flow_status()
+        # Sent when the speaker's side changes; the mic position rides along, so it alone sends nothing.
+        key = status.encode()
+        if key != self._last_flow:
+            self._last_flow = key
+            self._notify("flow", self._with_mic(status).encode())
+
+    def _with_mic(self, status: FlowStatus) -> FlowStatus:
+        """The status with the mic stream's position: frames queued for sending + what the encoder holds."""
+        if not self._streaming:
+            return status
+        pending = self._encoder.pending_16k if self._encoder is not None else 0
+        return replace(status, mic_samples=self._mic_sent + pending)

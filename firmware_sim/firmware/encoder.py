@@ -31,9 +31,20 @@ class MicEncoder:
             if spec.sample_rate != SAMPLE_RATE
             else None
         )
+        self._rate = spec.sample_rate
         self._pending = np.zeros(0, dtype=np.int16)
         self._silent_bytes: bytes | None = None
         self._silent_run = 0
+
+    @property
+    def frame_samples_16k(self) -> int:
+        """One frame's length in 16 kHz samples (the mic stream's clock)."""
+        return self._enc.frame_samples * SAMPLE_RATE // self._rate
+
+    @property
+    def pending_16k(self) -> int:
+        """Samples pushed but not yet in a frame, in 16 kHz samples."""
+        return len(self._pending) * SAMPLE_RATE // self._rate
 
     def push(self, pcm: np.ndarray) -> list[bytes]:
         if self._rs is not None:
