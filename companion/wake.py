@@ -135,6 +135,11 @@ class Addressing:
         self.counters.unaddressed += 1
         return None
 
+    def ignore(self) -> None:
+        """Count an utterance the turn detector's gate refused on its first words."""
+        self.counters.heard += 1
+        self.counters.unaddressed += 1
+
     def peek(self, text: str, t_start: float | None = None) -> str | None:
         """Like :meth:`check` for a partial transcript, without counting: the request text or None."""
         rest = self.strip_phrase(text)

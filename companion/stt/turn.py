@@ -19,6 +19,11 @@ as `end_model`) reads the voice: "finished" ends the turn at the normal silence,
 `unsure_ms`. Without the model, short unsure transcripts are held and longer ones end (text only). The
 full table is `companion.stt.decision.decide`; the events given out are in `companion.stt.turn_events`.
 
+In wake mode a `gate` (the session's addressing check) is asked about the first words of each utterance
+(a draft at its first pause, or a probe of its first `probe_ms` of speech): an utterance it refuses is not
+transcribed further, ends at its end of speech and is never joined to the next one; the table is
+`companion.stt.decision.WAKE_RULE`. Such a `Turn` carries `addressed=False` and no words.
+
 All times are seconds on the audio clock of the frames given to `feed`. Between frames the clock is
 extrapolated with the wall clock, which is exact for a live stream.
 """
@@ -37,7 +42,7 @@ import numpy as np
 
 from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechResumed, SpeechStarted
 from companion.stt.base import PassRecognizer, SpeechRecognizer
-from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue
+from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue, wake_rule
 from companion.stt.prefix import Prefix, join_text
 from companion.stt.turn_events import EndModel, Hypothesis, Turn, TurnEvent
 from companion.stt.turn_jobs import _CLOSED, _Closed, _Ending, _Failure, _Job
@@ -48,6 +53,9 @@ if TYPE_CHECKING:
 __all__ = ["UNSURE_MAX_WORDS", "EndModel", "Hypothesis", "Turn", "TurnDetector", "TurnEvent", "text_cue"]
 
 log = logging.getLogger(__name__)
+
+PROBE_MS = 1500  # wake mode: speech this long without a pause gets a transcript of its start for the gate
+LEAD_IN = 1600  # samples (100 ms) before a probe's or a split utterance's first speech
 
 
 class TurnDetector:
@@ -66,6 +74,7 @@ class TurnDetector:
         *,
         recognised: Callable[[str], bool] | None = None,
         end_model: EndModel | None = None,
+        gate: Callable[[str, float], bool] | None = None,
     ) -> TurnDetector:
         """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
         unsure_ms, preroll_ms, max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold).
@@ -96,6 +105,8 @@ class TurnDetector:
             recognised=recognised,
             end_model=end_model,
             threshold=getattr(turn, "smart_turn_threshold", 0.5),
+            gate=gate,
+            probe_ms=getattr(turn, "wake_probe_ms", PROBE_MS),
         )
 
     def __init__(
@@ -109,6 +120,8 @@ class TurnDetector:
         end_model: EndModel | None = None,
         threshold: float = 0.5,
         commit: bool = False,
+        gate: Callable[[str, float], bool] | None = None,
+        probe_ms: float = 1500,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`recognised(text)` says whether a transcript is one the assistant understands outright (a
@@ -117,7 +130,11 @@ class TurnDetector:
         for short ones, they wait `unsure_ms` of silence. `commit`: transcribe while the wearer speaks
         (`companion.stt.prefix`; off by default: on real speech it cost 0.8 WER points for ~40% less audio
         in the final pass of the turns it applied to, see docs/benchmarks.md). `clock` is the wall clock
-        (tests script it)."""
+        (tests script it).
+
+        `gate(text, t_start)` (wake mode) says whether an utterance that began at audio time `t_start`
+        with the words `text` is addressed; `probe_ms` of speech without a pause gets a probe transcript
+        of its start for it."""
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold ({threshold}) must be between 0 and 1")
         if fallback_ms < endpointer.end_silence_ms:
@@ -149,6 +166,15 @@ class TurnDetector:
         self._fed_at = clock()
         self._closed = False
         self._warmed = self.end_model is None
+        self.gate = gate
+        self._probe_samples = int(probe_ms * 16)
+        self._addressed: bool | None = None if gate is not None else True
+        self._onset: int | None = None  # where the current utterance's speech began (sample, time)
+        self._t_onset = 0.0
+        self._probe: _Job | None = None
+        self._probed = False  # one probe per utterance
+        self._resumed_at: tuple[int, float] | None = None  # the latest resumption in this utterance
+        self._detached: list[_Ending] = []  # ended utterances decided alone (wake mode)
 
     # -- clock
 
@@ -169,6 +195,7 @@ class TurnDetector:
         self._fed_at = self._clock()
         for ev in events:
             self._on_speech_event(ev)
+        self._maybe_probe()
         self._check_fallback()
 
     def end_turn(self) -> None:
@@ -190,19 +217,31 @@ class TurnDetector:
 
     def _on_speech_event(self, ev: object) -> None:
         if isinstance(ev, SpeechStarted):
-            if self._ending is not None:
+            if self._ending is not None and wake_rule("restart", self._addressed) == "detach":
+                self._detach()
+            elif self._ending is not None:
                 log.debug("speech resumed after a fragment: the turn continues")
                 self._ending = None
             self._drop_spec(keep=True)
+            if self._turn_start is None:
+                self._onset, self._t_onset = ev.sample, ev.t
             self._emit(ev)
         elif isinstance(ev, SpeechPaused):
             self._begin(ev.start_sample)
             self._drop_spec()
-            self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech, draft=True)
+            if wake_rule("pause", self._addressed) == "draft":
+                self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech, draft=True)
         elif isinstance(ev, SpeechResumed):
             self._drop_spec(keep=True)
+            at = self.endpointer.stream_end - round((self.endpointer.now - ev.t) * 16000)
+            self._resumed_at = (at, ev.t)
+            if wake_rule("resumed", self._addressed) == "split":
+                self._split(at, ev.t)
         elif isinstance(ev, EndOfSpeech):
             self._begin(ev.start_sample)
+            if wake_rule("end", self._addressed) == "end":
+                self._finish_unaddressed(ev.end_sample, ev.t_end_of_speech, ev.t_decided)
+                return
             job = self._spec
             if job is None or job.start != self._turn_start or job.end != ev.end_sample:
                 self._drop_spec()
@@ -290,6 +329,13 @@ class TurnDetector:
             self._emit(_Failure(e))
             return
         job.t_done = self.now()
+        if job is self._probe:
+            self._probe = None
+            self._gate_answer(job)
+            return
+        if any(e.job is job for e in self._detached):
+            self._finish_detached(job)
+            return
         prefix = self._prefix
         if job.draft and prefix is not None and job.start == self._turn_start and not job.result.suspect:
             if prefix.offer(job.offset, job.end, job.tail):
@@ -301,6 +347,8 @@ class TurnDetector:
             if ending is not None and ending.job is job:
                 self._reread(ending)
             return
+        if self._addressed is None and self._gate_answer(job) is False:
+            return  # not addressed: no hypothesis, no model, no decision (it ends at its end of speech)
         job.cue = text_cue(job.result.text, self.recognised)
         if job.cue == "open" and self.end_model is not None:
             # The words leave the end open: ask the voice, from the turn's start to now (the silence so
@@ -381,24 +429,32 @@ class TurnDetector:
             self._finish(ending, max(self.endpointer.now, ending.job.t_done), ending.reason)
 
     def _finish(self, ending: _Ending, t_end_of_turn: float, reason: str) -> None:
-        job = ending.job
-        assert job.result is not None
-        if not job.result.text:
-            self._reset()
+        self._emit_turn(ending.job, t_end_of_turn, reason, self._t_onset)
+        self._reset()
+
+    def _emit_turn(
+        self, job: _Job, t_end_of_turn: float, reason: str, t_start: float, addressed: bool | None = None
+    ) -> None:
+        result = job.result
+        assert result is not None
+        if not result.text:
             return
+        if self.gate is not None and addressed is None:
+            addressed = self._addressed
         self._emit(
             Turn(
-                text=job.result.text,
+                text=result.text,
                 audio=job.audio,
                 t_end_of_speech=job.t_end_of_speech,
                 t_end_of_turn=t_end_of_turn,
-                stt_ms=job.result.stt_ms,
+                stt_ms=result.stt_ms,
                 t_stt_done=job.t_done,
                 reason=reason,
                 p_complete=job.p_complete,
+                t_start=t_start,
+                addressed=addressed,
             )
         )
-        self._reset()
 
     def _reset(self) -> None:
         self._turn_start = None
@@ -406,6 +462,104 @@ class TurnDetector:
         self._background = None
         self._spec = None
         self._ending = None
+        self._addressed = None if self.gate is not None else True
+        self._onset = None
+        self._resumed_at = None
+        self._probed = False
+        probe, self._probe = self._probe, None
+        if probe is not None and probe.task is not None and not probe.task.done():
+            probe.task.cancel()
+
+    # -- wake mode (a gate): see companion.stt.decision.WAKE_RULE
+
+    def _maybe_probe(self) -> None:
+        """Transcribe the start of a long utterance whose address is not known yet."""
+        onset = self._onset
+        if self._probed or onset is None or not self.endpointer.in_speech:
+            return
+        if self.endpointer.stream_end - onset < self._probe_samples:
+            return
+        drafting = self._spec is not None and self._spec.result is None
+        if wake_rule("long", self._addressed) != "probe" or drafting:
+            return  # known, or a draft will answer first
+        start, end = max(0, onset - LEAD_IN), onset + self._probe_samples
+        audio = self.endpointer.audio(start, end)
+        self._probed = True
+        job = self._probe = _Job(start, end, self.endpointer.time_of(end), audio, draft=True, offset=start)
+        job.task = self._own(self._transcribe(job), "turn-stt-probe")
+
+    def _gate_answer(self, job: _Job) -> bool | None:
+        """Ask the gate about a transcript of this utterance's start; act on a refusal."""
+        assert job.result is not None and self.gate is not None
+        if self._addressed is not None or not job.result.text.strip():
+            return self._addressed
+        self._addressed = bool(self.gate(job.result.text, self._t_onset))
+        if self._addressed:
+            return True
+        log.debug("utterance not addressed: not transcribed further")  # counts only, never the words
+        spec, self._spec = self._spec, None
+        for j in (spec, self._probe):
+            if j is not None and j.task is not None and not j.task.done():
+                j.task.cancel()
+            if j is not None and j.model_task is not None and not j.model_task.done():
+                j.model_task.cancel()
+        self._probe = None
+        ending = self._ending
+        if ending is not None:  # its end of speech is past: it ends now
+            self._finish_unaddressed(ending.job.end, ending.job.t_end_of_speech, self.endpointer.now)
+        elif self._resumed_at is not None and self._resumed_at[0] > job.end:
+            self._split(*self._resumed_at)  # speech that resumed after the words heard may be addressed
+        return False
+
+    def _finish_unaddressed(self, end: int, t_end_of_speech: float, t_decided: float) -> None:
+        """End an unaddressed utterance: a Turn with its audio and no words."""
+        start = self._turn_start if self._turn_start is not None else max(0, (self._onset or end) - LEAD_IN)
+        self._emit(
+            Turn(
+                text="",
+                audio=self.endpointer.audio(start, end),
+                t_end_of_speech=t_end_of_speech,
+                t_end_of_turn=t_decided,
+                stt_ms=0.0,
+                t_stt_done=t_decided,
+                reason="unaddressed",
+                t_start=self._t_onset,
+                addressed=False,
+            )
+        )
+        self._reset()
+
+    def _split(self, at: int, t: float) -> None:
+        """Speech resumed inside an unaddressed utterance: end it there; the rest is a new utterance."""
+        t_end = self.endpointer.time_of(at)
+        self._drop_spec()
+        self._finish_unaddressed(at, t_end, t_end)
+        self._turn_start = max(0, at - LEAD_IN)
+        self._onset, self._t_onset = at, t
+
+    def _detach(self) -> None:
+        """New speech after an ended utterance whose address is not known: decide that one alone (when
+        its transcript is in) and start afresh, so it never grows into the next utterance."""
+        ending = self._ending
+        assert ending is not None
+        ending.t_start = self._t_onset
+        self._detached.append(ending)
+        if ending.job.model_task is not None and not ending.job.model_task.done():
+            ending.job.model_task.cancel()
+        self._spec = self._ending = None  # its job runs on, owned by the detached ending
+        self._reset()
+
+    def _finish_detached(self, job: _Job) -> None:
+        ending = next(e for e in self._detached if e.job is job)
+        self._detached.remove(ending)
+        assert job.result is not None and self.gate is not None
+        if not job.result.text.strip():
+            return
+        if self.gate(job.result.text, ending.t_start):
+            self._emit_turn(job, max(ending.t_decided, job.t_done), "forced", ending.t_start, True)
+            return
+        unaddressed = Turn("", job.audio, job.t_end_of_speech, job.t_done, 0.0, job.t_done, "unaddressed")
+        self._emit(replace(unaddressed, t_start=ending.t_start, addressed=False))
 
     # -- output
 
@@ -431,6 +585,7 @@ class TurnDetector:
         if self._closed:
             return
         self._closed = True
+        self._detached.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
