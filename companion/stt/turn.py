@@ -46,6 +46,7 @@ from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue, wake_rule
 from companion.stt.prefix import Prefix, join_text
 from companion.stt.turn_events import EndModel, Hypothesis, Turn, TurnEvent
 from companion.stt.turn_jobs import _CLOSED, _Closed, _Ending, _Failure, _Job
+from companion.stt.turn_wake import PROBE_MS, WakeGating
 
 if TYPE_CHECKING:
     from companion.config import TurnConfig
@@ -54,11 +55,8 @@ __all__ = ["UNSURE_MAX_WORDS", "EndModel", "Hypothesis", "Turn", "TurnDetector",
 
 log = logging.getLogger(__name__)
 
-PROBE_MS = 1500  # wake mode: speech this long without a pause gets a transcript of its start for the gate
-LEAD_IN = 1600  # samples (100 ms) before a probe's or a split utterance's first speech
 
-
-class TurnDetector:
+class TurnDetector(WakeGating):
     """Feeds audio frames to an `Endpointer` and yields `SpeechStarted`, `Hypothesis` and `Turn` events.
 
     `feed()` is synchronous and cheap (the VAD runs inline, ~0.15 ms per 32 ms window); it must be
@@ -121,7 +119,7 @@ class TurnDetector:
         threshold: float = 0.5,
         commit: bool = False,
         gate: Callable[[str, float], bool] | None = None,
-        probe_ms: float = 1500,
+        probe_ms: float = PROBE_MS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`recognised(text)` says whether a transcript is one the assistant understands outright (a
@@ -166,15 +164,7 @@ class TurnDetector:
         self._fed_at = clock()
         self._closed = False
         self._warmed = self.end_model is None
-        self.gate = gate
-        self._probe_samples = int(probe_ms * 16)
-        self._addressed: bool | None = None if gate is not None else True
-        self._onset: int | None = None  # where the current utterance's speech began (sample, time)
-        self._t_onset = 0.0
-        self._probe: _Job | None = None
-        self._probed = False  # one probe per utterance
-        self._resumed_at: tuple[int, float] | None = None  # the latest resumption in this utterance
-        self._detached: list[_Ending] = []  # ended utterances decided alone (wake mode)
+        self._init_wake(gate, probe_ms)
 
     # -- clock
 
@@ -462,104 +452,7 @@ class TurnDetector:
         self._background = None
         self._spec = None
         self._ending = None
-        self._addressed = None if self.gate is not None else True
-        self._onset = None
-        self._resumed_at = None
-        self._probed = False
-        probe, self._probe = self._probe, None
-        if probe is not None and probe.task is not None and not probe.task.done():
-            probe.task.cancel()
-
-    # -- wake mode (a gate): see companion.stt.decision.WAKE_RULE
-
-    def _maybe_probe(self) -> None:
-        """Transcribe the start of a long utterance whose address is not known yet."""
-        onset = self._onset
-        if self._probed or onset is None or not self.endpointer.in_speech:
-            return
-        if self.endpointer.stream_end - onset < self._probe_samples:
-            return
-        drafting = self._spec is not None and self._spec.result is None
-        if wake_rule("long", self._addressed) != "probe" or drafting:
-            return  # known, or a draft will answer first
-        start, end = max(0, onset - LEAD_IN), onset + self._probe_samples
-        audio = self.endpointer.audio(start, end)
-        self._probed = True
-        job = self._probe = _Job(start, end, self.endpointer.time_of(end), audio, draft=True, offset=start)
-        job.task = self._own(self._transcribe(job), "turn-stt-probe")
-
-    def _gate_answer(self, job: _Job) -> bool | None:
-        """Ask the gate about a transcript of this utterance's start; act on a refusal."""
-        assert job.result is not None and self.gate is not None
-        if self._addressed is not None or not job.result.text.strip():
-            return self._addressed
-        self._addressed = bool(self.gate(job.result.text, self._t_onset))
-        if self._addressed:
-            return True
-        log.debug("utterance not addressed: not transcribed further")  # counts only, never the words
-        spec, self._spec = self._spec, None
-        for j in (spec, self._probe):
-            if j is not None and j.task is not None and not j.task.done():
-                j.task.cancel()
-            if j is not None and j.model_task is not None and not j.model_task.done():
-                j.model_task.cancel()
-        self._probe = None
-        ending = self._ending
-        if ending is not None:  # its end of speech is past: it ends now
-            self._finish_unaddressed(ending.job.end, ending.job.t_end_of_speech, self.endpointer.now)
-        elif self._resumed_at is not None and self._resumed_at[0] > job.end:
-            self._split(*self._resumed_at)  # speech that resumed after the words heard may be addressed
-        return False
-
-    def _finish_unaddressed(self, end: int, t_end_of_speech: float, t_decided: float) -> None:
-        """End an unaddressed utterance: a Turn with its audio and no words."""
-        start = self._turn_start if self._turn_start is not None else max(0, (self._onset or end) - LEAD_IN)
-        self._emit(
-            Turn(
-                text="",
-                audio=self.endpointer.audio(start, end),
-                t_end_of_speech=t_end_of_speech,
-                t_end_of_turn=t_decided,
-                stt_ms=0.0,
-                t_stt_done=t_decided,
-                reason="unaddressed",
-                t_start=self._t_onset,
-                addressed=False,
-            )
-        )
-        self._reset()
-
-    def _split(self, at: int, t: float) -> None:
-        """Speech resumed inside an unaddressed utterance: end it there; the rest is a new utterance."""
-        t_end = self.endpointer.time_of(at)
-        self._drop_spec()
-        self._finish_unaddressed(at, t_end, t_end)
-        self._turn_start = max(0, at - LEAD_IN)
-        self._onset, self._t_onset = at, t
-
-    def _detach(self) -> None:
-        """New speech after an ended utterance whose address is not known: decide that one alone (when
-        its transcript is in) and start afresh, so it never grows into the next utterance."""
-        ending = self._ending
-        assert ending is not None
-        ending.t_start = self._t_onset
-        self._detached.append(ending)
-        if ending.job.model_task is not None and not ending.job.model_task.done():
-            ending.job.model_task.cancel()
-        self._spec = self._ending = None  # its job runs on, owned by the detached ending
-        self._reset()
-
-    def _finish_detached(self, job: _Job) -> None:
-        ending = next(e for e in self._detached if e.job is job)
-        self._detached.remove(ending)
-        assert job.result is not None and self.gate is not None
-        if not job.result.text.strip():
-            return
-        if self.gate(job.result.text, ending.t_start):
-            self._emit_turn(job, max(ending.t_decided, job.t_done), "forced", ending.t_start, True)
-            return
-        unaddressed = Turn("", job.audio, job.t_end_of_speech, job.t_done, 0.0, job.t_done, "unaddressed")
-        self._emit(replace(unaddressed, t_start=ending.t_start, addressed=False))
+        self._reset_wake()
 
     # -- output
 
