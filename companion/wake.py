@@ -3,7 +3,8 @@
 An open-ear headset hears the wearer talking to other people, bystanders, a TV. In wake mode an utterance
 is answered only if it is *addressed*: it begins with the wake phrase ("hey companion, what time is it"),
 or it is the first utterance begun within the follow-up window after a reply or a tap (no phrase
-needed then). The window cannot tell the wearer from a bystander who speaks first in it.
+needed then). The window opens when the reply ends: speech already under way then (a bystander talking
+through the reply) is not a follow-up. It cannot tell the wearer from a bystander who starts first in it.
 
 Detection is a cheap first pass on the transcript the turn detector makes anyway: the first words are
 compared with the phrase word by word, tolerantly (Whisper writes "Hey, Companion!", "Hay companions"),
@@ -74,6 +75,7 @@ class Addressing:
     clock: Callable[[], float] = time.monotonic
     counters: AddressingCounters = field(default_factory=AddressingCounters)
     _window_until: float = -1.0
+    _window_since: float = -1.0
 
     def __post_init__(self) -> None:
         self._phrase_words = _words(self.phrase)
@@ -81,16 +83,21 @@ class Addressing:
             raise ValueError(f"wake phrase {self.phrase!r} has no words")
         self._phrase_letters = "".join(self._phrase_words)  # for a transcript that merged the words
 
-    def open_window(self, seconds: float | None = None) -> None:
-        """No phrase needed for speech starting within ``seconds`` from now (default: the follow-up)."""
+    def open_window(self, seconds: float | None = None, since: float | None = None) -> None:
+        """No phrase needed for speech starting from ``since`` (default: now) until ``seconds`` from now
+        (default: the follow-up); an open window keeps its start."""
+        now = self.clock()
         seconds = self.follow_up_s if seconds is None else seconds
-        self._window_until = max(self._window_until, self.clock() + seconds)
+        if not self.in_window(now):
+            self._window_since = now if since is None else since
+        self._window_until = max(self._window_until, now + seconds)
 
     def close_window(self) -> None:
-        self._window_until = -1.0
+        self._window_until = self._window_since = -1.0
 
     def in_window(self, t: float | None = None) -> bool:
-        return (self.clock() if t is None else t) <= self._window_until
+        """Whether speech that began at monotonic ``t`` (default: now) began within the window."""
+        return self._window_since <= (self.clock() if t is None else t) <= self._window_until
 
     def strip_phrase(self, text: str) -> str | None:
         """The text after a leading wake phrase, or None if it does not begin with the phrase.

@@ -12,7 +12,8 @@ Everything runs through a virtual open-ear headset (no on-board AEC) whose mic h
   (tests/data/speech, the shorter files). Stop latency = the headset's ABORTED time - the first voiced
   sample of the interruption, on the headset clock. WER of the interrupting speech (double talk at its
   start) against the manifest, next to the same files transcribed clean.
-- ``wake``: wake mode, echo at -12 dB; bystanders (every file of tests/data/speech, looped, 2-6 s gaps)
+- ``wake``: wake mode, echo at --wake-echo-db (-12 dB; "off": a headset that cancels its echo on board, so
+  the host canceller is out of the picture); bystanders (every file of tests/data/speech, looped, 2-6 s gaps)
   at each --bystander-levels dB relative to the wearer; the wearer says --addressed requests that start
   with "hey companion" (three requests with distinct skills, so a reply tells whose speech it answered).
   Replies to bystanders = replies whose intent is none of the wearer's requests (or more replies of an
@@ -20,7 +21,7 @@ Everything runs through a virtual open-ear headset (no on-board AEC) whose mic h
   answered.
 
     .venv/bin/python scripts/bench_acoustics.py [--part echo|bargein|wake|all] [--replies 30]
-        [--trials 30] [--addressed 20] [--json]
+        [--trials 30] [--addressed 20] [--wake-echo-db -12|off] [--json]
 """
 
 from __future__ import annotations
@@ -258,7 +259,11 @@ async def bench_bargein(engines, config, trials: int, echo_db: float = -6.0) -> 
     }
 
 
-async def bench_wake(engines, config, levels: list[float], addressed: int) -> list[dict]:
+async def bench_wake(
+    engines, config, levels: list[float], addressed: int, echo_db: float | None = -12.0
+) -> list[dict]:
+    """Wake mode with bystanders; `echo_db` None: the headset cancels its own echo (no echo reaches the
+    host, whose canceller stays idle)."""
     from firmware_sim import SimWorld
 
     bystanders = tuple(str(u.path) for u in load_manifest())
@@ -270,8 +275,8 @@ async def bench_wake(engines, config, levels: list[float], addressed: int) -> li
         async with (
             SimWorld() as world,
             Rig(
-                world, engines, config, mode="wake", echo_db=-12.0, bystanders=bystanders,
-                bystander_db=level, bystander_gap_s=(2.0, 6.0),
+                world, engines, config, mode="wake", echo_db=echo_db, has_aec=echo_db is None,
+                bystanders=bystanders, bystander_db=level, bystander_gap_s=(2.0, 6.0),
             ) as rig,
         ):  # fmt: skip
             asked: dict[str, int] = {}
@@ -316,6 +321,8 @@ async def bench_wake(engines, config, levels: list[float], addressed: int) -> li
             false_wakes = max(0, counters.wake_ups - answered)
             row = {
                 "bystander_db": level,
+                "echo_db": "off (on-board AEC)" if echo_db is None else echo_db,
+                "load_after": list(np.round(np.array(os_load()), 2)),
                 "addressed": addressed,
                 "answered": answered,
                 "misses_per_100": round(100 * (addressed - answered) / addressed, 1),
@@ -346,7 +353,9 @@ async def run(args) -> dict:
         if args.part in ("bargein", "all"):
             result["bargein"] = await bench_bargein(engines, config, args.trials)
         if args.part in ("wake", "all"):
-            result["wake"] = await bench_wake(engines, config, args.bystander_levels, args.addressed)
+            result["wake"] = await bench_wake(
+                engines, config, args.bystander_levels, args.addressed, args.wake_echo_db
+            )
     finally:
         await engines.aclose()
     result["wall_s"] = round(time.monotonic() - t0, 1)
@@ -368,6 +377,12 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--bystander-levels", type=float, nargs="+", default=[0.0, -6.0])
     p.add_argument("--addressed", type=int, default=20)
+    p.add_argument(
+        "--wake-echo-db",
+        type=lambda v: None if v == "off" else float(v),
+        default=-12.0,
+        help='echo return loss for the wake part, or "off" (a headset with on-board AEC)',
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args()
     result = asyncio.run(run(args))
@@ -390,7 +405,8 @@ def main() -> None:
         )
     for row in result.get("wake", []):  # type: ignore[union-attr]
         print(
-            f"wake, bystanders {row['bystander_db']:+.0f} dB: {row['replies_to_bystanders']} replies to "
+            f"wake, bystanders {row['bystander_db']:+.0f} dB, echo {row['echo_db']}: "
+            f"{row['replies_to_bystanders']} replies to "
             f"bystanders, {row['false_wakeups_per_hour']} false wake-ups/h ({row['bystander_speech_s']} s "
             f"of bystander speech), misses {row['misses_per_100']}/100"
         )
