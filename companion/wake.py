@@ -28,7 +28,10 @@ DEFAULT_PHRASE = "hey companion"
 WORD_RATIO = 0.75  # similarity of each transcribed word to the phrase's word
 JOINED_RATIO = 0.9  # similarity of a merged word ("heycompanion") to the whole phrase
 # How Whisper writes a spoken "hey" (it is short and often heard as another short word).
-HEY_VARIANTS = frozenset({"hey", "hay", "hei", "heh", "hi", "ey", "eh", "hey'"})
+HEY_VARIANTS = frozenset({"hey", "hay", "hei", "heh", "hi", "ey", "eh", "hey'", "a"})
+# Words the transcript may hold before the phrase: "okay, hey companion", or a bystander's last words when
+# the phrase was said over them (the turn detector splits the request off a little before the phrase).
+LEAD_WORDS = 4
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -102,13 +105,14 @@ class Addressing:
     def strip_phrase(self, text: str) -> str | None:
         """The text after a leading wake phrase, or None if it does not begin with the phrase.
 
-        The phrase may be preceded by one word ("okay, hey companion") and its words may be merged or
-        split by the transcriber; the rest keeps its original spelling and punctuation.
+        The phrase may be preceded by up to LEAD_WORDS words ("okay, hey companion", a bystander's last
+        words) and its words may be merged or split by the transcriber; the rest keeps its original
+        spelling and punctuation.
         """
         spans = [(m.start(), m.end()) for m in _WORD.finditer(text.lower())]
         words = [text[a:b].lower() for a, b in spans]
         n = len(self._phrase_words)
-        for skip in (0, 1):
+        for skip in range(LEAD_WORDS + 1):
             head = words[skip : skip + n]
             if len(head) == n and all(
                 self._word_matches(w, p) for w, p in zip(head, self._phrase_words, strict=True)

@@ -15,13 +15,15 @@ import pytest
 from companion.stt.decision import WAKE_RULE, wake_rule
 from companion.stt.turn import Hypothesis, TurnDetector
 from companion.stt.whisper import Transcript
+from companion.wake import Addressing
 from tests.test_turn_table import COMMANDS, LOUD, SR, Run, ScriptedSTT, quiet, run, speech
 
 BYSTANDER = "If the reader will excuse me,"  # a fragment: ordinary rules would wait for more
 
 
 def addressed(text: str, t_start: float) -> bool:
-    return text.lower().startswith("hey companion")
+    """The session's phrase check, without the follow-up window."""
+    return Addressing().strip_phrase(text) is not None
 
 
 def wake_detector(stt, *, gate=addressed) -> TurnDetector:
@@ -103,13 +105,65 @@ async def test_an_addressed_fragment_keeps_the_ordinary_rules() -> None:
     assert "Hey companion, set a timer for" in [e.text for e in r.events if isinstance(e, Hypothesis)]
 
 
-async def test_long_unaddressed_speech_is_probed_once_and_not_transcribed_again() -> None:
+async def test_long_unaddressed_speech_is_probed_then_only_scanned_for_the_phrase() -> None:
     stt = ByLengthSTT("The law was clear about it.", "The law")
     r = await run(wake_detector(stt), quiet(0.3), speech(4.0), quiet(1.0))
     [turn] = r.turns
     assert turn.addressed is False and turn.text == ""
-    assert stt.lengths == [pytest.approx(1.5, abs=0.05)]  # the probe of its first 1.5 s; nothing of the rest
+    # The probe of its first 1.5 s, then one scan of its latest 2.5 s; no draft, no final pass.
+    assert stt.lengths == [pytest.approx(1.5, abs=0.05), pytest.approx(2.5, abs=0.15)]
     assert len(turn.audio) / SR == pytest.approx(4.0 + 0.3 + 0.06, abs=0.05)  # the whole utterance, counted
+
+
+WEARER = 2 * LOUD  # the wearer's speech, louder than the scripted bystander's, so the STT can tell
+
+
+class OverlapSTT(ScriptedSTT):
+    """Hears the wake phrase where the wearer's samples are, the bystander's words elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.lengths: list[float] = []
+
+    async def atranscribe(self, pcm: np.ndarray) -> Transcript:
+        self.lengths.append(round(len(pcm) / SR, 2))
+        if self.gate is not None:
+            await self.gate.wait()
+        wearer = np.count_nonzero(pcm == WEARER) / SR
+        text = "The law, hey companion, what time is it?" if wearer >= 0.8 else "The law was clear."
+        return Transcript(text, len(pcm) / SR, 1.0, "fast")
+
+
+async def test_the_phrase_said_over_a_bystander_splits_the_request_off() -> None:
+    # No pause between them: one utterance to the endpointer; a scan hears the phrase in it.
+    wearer = np.full(int(1.5 * SR), WEARER, np.int16)
+    r = await run(wake_detector(OverlapSTT()), quiet(0.3), speech(3.0), wearer, speech(1.0), quiet(1.5))
+    assert [(t.addressed, t.text) for t in r.turns] == [
+        (False, ""),
+        (True, "The law, hey companion, what time is it?"),
+    ]
+    bystander, request = r.turns
+    assert bystander.t_end_of_speech == pytest.approx(request.t_start, abs=0.01)
+    assert request.t_start > 0.3 + 1.5  # after the bystander's first words
+
+
+async def test_a_phrase_found_after_the_speech_ended_is_transcribed_alone() -> None:
+    stt = OverlapSTT()
+    wearer = np.full(int(1.5 * SR), WEARER, np.int16)
+    det = wake_detector(stt)
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(1.9)]))  # the probe: a bystander
+        stt.gate = asyncio.Event()  # the scan is still running when the speech ends
+        await r.feed(np.concatenate([wearer, quiet(0.5)]))
+        assert [t.addressed for t in r.turns] == [False]  # ended, unaddressed, while the scan ran
+        stt.gate.set()
+        await r.feed(quiet(0.5))
+        assert [(t.addressed, t.reason) for t in r.turns] == [(False, "unaddressed"), (True, "forced")]
+        assert r.turns[1].text == "The law, hey companion, what time is it?"
+    finally:
+        await det.aclose()
+    assert not det._tasks
 
 
 async def test_a_request_right_after_a_bystander_is_split_off_and_heard() -> None:

@@ -319,12 +319,7 @@ class TurnDetector(WakeGating):
             self._emit(_Failure(e))
             return
         job.t_done = self.now()
-        if job is self._probe:
-            self._probe = None
-            self._gate_answer(job)
-            return
-        if any(e.job is job for e in self._detached):
-            self._finish_detached(job)
+        if self._wake_job_done(job):
             return
         prefix = self._prefix
         if job.draft and prefix is not None and job.start == self._turn_start and not job.result.suspect:

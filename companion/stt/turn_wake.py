@@ -5,7 +5,9 @@ address the assistant (the wake phrase, or the follow-up window)? The first word
 utterance's first pause, or from a probe of its first `probe_ms` of speech. A refused utterance is not
 transcribed further, ends at its own end of speech and is never joined to the next: an unaddressed `Turn`
 with no words. Resumed speech inside it is split off as a new utterance, so a request that follows a
-bystander within a breath is still heard. The table is `companion.stt.decision.WAKE_RULE`.
+bystander within a breath is still heard; and while it goes on, a scan transcribes its last
+`SCAN_WINDOW` every `SCAN_HOP` of speech, so a wake phrase said over a bystander (no pause between them)
+splits the addressed rest off too. The table is `companion.stt.decision.WAKE_RULE`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 
 PROBE_MS = 1500  # speech this long without a pause gets a transcript of its start for the gate
 LEAD_IN = 1600  # samples (100 ms) before a probe's or a split utterance's first speech
+# A scan of unaddressed speech hears 2.5 s every 1.5 s: windows overlap by 1 s, more than the phrase lasts.
+SCAN_WINDOW = 40000
+SCAN_HOP = 24000
 
 
 class WakeGating:
@@ -59,6 +64,9 @@ class WakeGating:
         self._probed = False  # one probe per utterance
         self._resumed_at: tuple[int, float] | None = None  # the latest resumption in this utterance
         self._detached: list[_Ending] = []  # ended utterances decided alone
+        self._scan: _Job | None = None  # a scan of unaddressed speech for the phrase
+        self._scanned_to = 0  # the end of the audio the gate or the last scan heard
+        self._scan_ended: tuple[int, float, float] | None = None  # the scanned utterance ended meanwhile
 
     def _reset_wake(self) -> None:
         self._addressed = None if self.gate is not None else True
@@ -69,8 +77,24 @@ class WakeGating:
         if probe is not None and probe.task is not None and not probe.task.done():
             probe.task.cancel()
 
+    def _wake_job_done(self, job: _Job) -> bool:
+        """Handle a finished probe, scan or detached transcription; False for the detector's own jobs."""
+        if job is self._probe:
+            self._probe = None
+            self._gate_answer(job)
+        elif job is self._scan:
+            self._scan = None
+            self._scan_answer(job)
+        elif any(e.job is job for e in self._detached):
+            self._finish_detached(job)
+        else:
+            return False
+        return True
+
     def _maybe_probe(self) -> None:
-        """Transcribe the start of a long utterance whose address is not known yet."""
+        """Transcribe the start of a long utterance whose address is not known yet, or scan the latest
+        audio of an unaddressed one for the phrase."""
+        self._maybe_scan()
         onset = self._onset
         if self._probed or onset is None or not self.endpointer.in_speech:
             return
@@ -84,6 +108,40 @@ class WakeGating:
         self._probed = True
         job = self._probe = _Job(start, end, self.endpointer.time_of(end), audio, draft=True, offset=start)
         job.task = self._own(self._transcribe(job), "turn-stt-probe")
+
+    def _maybe_scan(self) -> None:
+        if self._addressed is not False or self._scan is not None or self._onset is None:
+            return
+        end = self.endpointer.stream_end
+        if not self.endpointer.in_speech or end - self._scanned_to < SCAN_HOP:
+            return
+        first = self._turn_start if self._turn_start is not None else self._onset - LEAD_IN
+        start = max(0, first, end - SCAN_WINDOW)
+        self._scanned_to, self._scan_ended = end, None
+        job = self._scan = _Job(start, end, self.endpointer.time_of(end), self.endpointer.audio(start, end))
+        job.draft, job.offset = True, start
+        job.task = self._own(self._transcribe(job), "turn-stt-scan")
+
+    def _scan_answer(self, job: _Job) -> None:
+        """The phrase said inside unaddressed speech: what follows the scan's start is a new, addressed
+        utterance (split off now, or transcribed alone if the speech has ended meanwhile)."""
+        assert job.result is not None and self.gate is not None
+        ended, self._scan_ended = self._scan_ended, None
+        t = self.endpointer.time_of(job.start)
+        if not job.result.text.strip() or not self.gate(job.result.text, t):
+            return
+        log.debug("wake phrase heard inside unaddressed speech")
+        if ended is None and self._addressed is False and self._onset is not None:
+            self._drop_spec()
+            self._finish_unaddressed(job.start, t, t)
+            self._turn_start, self._onset, self._t_onset = job.start, job.start, t
+            self._addressed = True
+        elif ended is not None:
+            end, t_end_of_speech, t_decided = ended
+            audio = self.endpointer.audio(job.start, end)
+            rest = _Job(job.start, end, t_end_of_speech, audio, offset=job.start)
+            self._detached.append(_Ending(rest, t_decided, forced=True, t_start=t))
+            rest.task = self._own(self._transcribe(rest), "turn-stt")
 
     def _gate_answer(self, job: _Job) -> bool | None:
         """Ask the gate about a transcript of this utterance's start; act on a refusal."""
@@ -101,6 +159,7 @@ class WakeGating:
             if j is not None and j.model_task is not None and not j.model_task.done():
                 j.model_task.cancel()
         self._probe = None
+        self._scanned_to = job.end
         ending = self._ending
         if ending is not None:  # its end of speech is past: it ends now
             self._finish_unaddressed(ending.job.end, ending.job.t_end_of_speech, self.endpointer.now)
@@ -110,6 +169,8 @@ class WakeGating:
 
     def _finish_unaddressed(self, end: int, t_end_of_speech: float, t_decided: float) -> None:
         """End an unaddressed utterance: a Turn with its audio and no words."""
+        if self._scan is not None:
+            self._scan_ended = (end, t_end_of_speech, t_decided)  # a scan running on may find the phrase
         start = self._turn_start if self._turn_start is not None else max(0, (self._onset or end) - LEAD_IN)
         self._emit(
             Turn(
