@@ -4,7 +4,10 @@ An open-ear headset hears the wearer talking to other people, bystanders, a TV. 
 is answered only if it is *addressed*: it begins with the wake phrase ("hey companion, what time is it"),
 or it is the first utterance begun within the follow-up window after a reply or a tap (no phrase
 needed then). The window opens when the reply ends: speech already under way then (a bystander talking
-through the reply) is not a follow-up. It cannot tell the wearer from a bystander who starts first in it.
+through the reply) is not a follow-up. It cannot tell the wearer from a bystander who starts first in it,
+so with `follow_up_ok` (the session: a question, or words a skill understands) a follow-up must also read
+as a request: a bystander's statement in the window is not answered, nor is the wearer's ("tell me more"
+needs the phrase then).
 
 Detection is a cheap first pass on the transcript the turn detector makes anyway: the first words are
 compared with the phrase word by word, tolerantly (Whisper writes "Hey, Companion!", "Hay companions"),
@@ -76,6 +79,7 @@ class Addressing:
     phrase: str = DEFAULT_PHRASE
     follow_up_s: float = 8.0
     clock: Callable[[], float] = time.monotonic
+    follow_up_ok: Callable[[str], bool] | None = None
     counters: AddressingCounters = field(default_factory=AddressingCounters)
     _window_until: float = -1.0
     _window_since: float = -1.0
@@ -138,7 +142,7 @@ class Addressing:
             self.counters.addressed += 1
             self.counters.wake_ups += 1
             return Addressed(rest, "phrase")
-        if self.in_window(t_start):
+        if self._follows_up(text, t_start):
             self.counters.addressed += 1
             self.counters.follow_ups += 1
             self.close_window()  # one follow-up per reply (its reply opens the next window)
@@ -156,4 +160,7 @@ class Addressing:
         rest = self.strip_phrase(text)
         if rest is not None:
             return rest
-        return text.strip() if self.in_window(t_start) else None
+        return text.strip() if self._follows_up(text, t_start) else None
+
+    def _follows_up(self, text: str, t_start: float | None) -> bool:
+        return self.in_window(t_start) and (self.follow_up_ok is None or self.follow_up_ok(text))

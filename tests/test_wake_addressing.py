@@ -44,3 +44,14 @@ def test_an_open_window_keeps_its_start_and_the_gate_refusal_is_counted() -> Non
         "follow_ups": 0,
         "unaddressed": 1,
     }
+
+
+def test_a_follow_up_must_read_as_a_request_when_asked_to() -> None:
+    now = [0.0]
+    a = Addressing(follow_up_s=8.0, clock=lambda: now[0], follow_up_ok=lambda t: "?" in t)
+    a.open_window()
+    now[0] += 1.0
+    assert a.peek("Printing, in the only sense with which we are concerned.", 0.5) is None
+    assert a.check("Printing, in the only sense with which we are concerned.", 0.5) is None
+    assert a.check("And what about tomorrow?", 0.8) is not None
+    assert a.counters.follow_ups == 1 and a.counters.unaddressed == 1

@@ -102,7 +102,7 @@ class Session:
         self.volume = sc.volume
         self.earcons = sc.earcons if earcons_enabled is None else earcons_enabled
         self.mode = mode or sc.mode or "hands_free"
-        self.addressing = Addressing(sc.wake_phrase, sc.follow_up_s)
+        self.addressing = Addressing(sc.wake_phrase, sc.follow_up_s, follow_up_ok=self._reads_as_request)
         self._t_speech_start = 0.0
         self.conversation = Conversation(self.config.llm.system_prompt, self.config.llm.history_turns)
         self.commands = SessionCommands(self)
@@ -305,6 +305,10 @@ class Session:
         prepared, self._prepared = self._prepared, None
         marks.speculative = prepared is not None and prepared.user_text == text
         self.reply_task = self.spawn(self._reply(text, prepared, marks, self.turns), "reply")
+
+    def _reads_as_request(self, text: str) -> bool:
+        """A follow-up without the phrase must read as one (wake.py): a question, or a skill's words."""
+        return "?" in text or self.skills.match(text) is not None
 
     def _recognised(self, text: str) -> bool:
         """Whether the skills understand `text` outright; the turn detector holds short unknown ones."""
