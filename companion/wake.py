@@ -5,9 +5,10 @@ is answered only if it is *addressed*: it begins with the wake phrase ("hey comp
 or it is the first utterance begun within the follow-up window after a reply or a tap (no phrase
 needed then). The window opens when the reply ends: speech already under way then (a bystander talking
 through the reply) is not a follow-up. It cannot tell the wearer from a bystander who starts first in it,
-so with `follow_up_ok` (the session: a question, or words a skill understands) a follow-up must also read
-as a request: a bystander's statement in the window is not answered, nor is the wearer's ("tell me more"
-needs the phrase then).
+so with `follow_up_ok` (the session: a question, or words a skill understands) a follow-up after a
+reply must also read as a request: a bystander's statement in the window is not answered, nor is the
+wearer's ("tell me more" needs the phrase then). After the phrase alone or a tap the wearer asked for
+the window: what follows needs not read as a request.
 
 Detection is a cheap first pass on the transcript the turn detector makes anyway: the first words are
 compared with the phrase word by word, tolerantly (Whisper writes "Hey, Companion!", "Hay companions"),
@@ -83,6 +84,7 @@ class Addressing:
     counters: AddressingCounters = field(default_factory=AddressingCounters)
     _window_until: float = -1.0
     _window_since: float = -1.0
+    _window_checked = True  # a follow-up in this window must pass `follow_up_ok`
 
     def __post_init__(self) -> None:
         self._phrase_words = _words(self.phrase)
@@ -90,13 +92,19 @@ class Addressing:
             raise ValueError(f"wake phrase {self.phrase!r} has no words")
         self._phrase_letters = "".join(self._phrase_words)  # for a transcript that merged the words
 
-    def open_window(self, seconds: float | None = None, since: float | None = None) -> None:
+    def open_window(
+        self, seconds: float | None = None, since: float | None = None, *, asked: bool = False
+    ) -> None:
         """No phrase needed for speech starting from ``since`` (default: now) until ``seconds`` from now
-        (default: the follow-up); an open window keeps its start."""
+        (default: the follow-up); an open window keeps its start. ``asked``: the wearer opened it (the
+        phrase alone, a tap), so what follows needs not read as a request."""
         now = self.clock()
         seconds = self.follow_up_s if seconds is None else seconds
         if not self.in_window(now):
             self._window_since = now if since is None else since
+            self._window_checked = not asked
+        elif asked:
+            self._window_checked = False
         self._window_until = max(self._window_until, now + seconds)
 
     def close_window(self) -> None:
@@ -163,4 +171,6 @@ class Addressing:
         return text.strip() if self._follows_up(text, t_start) else None
 
     def _follows_up(self, text: str, t_start: float | None) -> bool:
-        return self.in_window(t_start) and (self.follow_up_ok is None or self.follow_up_ok(text))
+        if not self.in_window(t_start):
+            return False
+        return not self._window_checked or self.follow_up_ok is None or self.follow_up_ok(text)

@@ -55,3 +55,6 @@ def test_a_follow_up_must_read_as_a_request_when_asked_to() -> None:
     assert a.check("Printing, in the only sense with which we are concerned.", 0.5) is None
     assert a.check("And what about tomorrow?", 0.8) is not None
     assert a.counters.follow_ups == 1 and a.counters.unaddressed == 1
+    a.open_window(asked=True)  # the phrase alone: what follows is the request, whatever it reads like
+    now[0] += 1.0
+    assert a.check("How much battery is left", 1.5) is not None

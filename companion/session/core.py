@@ -290,7 +290,7 @@ class Session:
                 await self.barge_in("addressed speech")
             if not text:  # the phrase alone: the request follows (the earcon tells the wearer to go on)
                 await self._drop_speculation()
-                self.addressing.open_window(since=self.mic.monotonic_at(turn.t_end_of_speech))
+                self.addressing.open_window(since=self.mic.monotonic_at(turn.t_end_of_speech), asked=True)
                 self.set_state(DeviceState.LISTENING)
                 if self.earcons and not self.replying:
                     self.spawn(self._listening_cue(), "wake-cue")
@@ -427,7 +427,7 @@ class Session:
         """Open the mic for one turn (tap-to-talk, push-to-talk, the `listen` command; in wake mode the
         next utterance needs no phrase)."""
         self.listening = True
-        self.addressing.open_window()
+        self.addressing.open_window(asked=True)
         self.set_state(DeviceState.LISTENING)
         await self.tell_listen(True)
         if self.earcons:
