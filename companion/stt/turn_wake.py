@@ -34,6 +34,7 @@ LEAD_IN = 1600  # samples (100 ms) before a probe's or a split utterance's first
 # A scan of unaddressed speech hears 2.5 s every 1.5 s: windows overlap by 1 s, more than the phrase lasts.
 SCAN_WINDOW = 40000
 SCAN_HOP = 24000
+SCAN_TAIL = 9600  # an unaddressed utterance ends with this much speech unscanned: one last scan of it
 
 
 class WakeGating:
@@ -116,7 +117,9 @@ class WakeGating:
         if not self.endpointer.in_speech or end - self._scanned_to < SCAN_HOP:
             return
         first = self._turn_start if self._turn_start is not None else self._onset - LEAD_IN
-        start = max(0, first, end - SCAN_WINDOW)
+        self._start_scan(max(0, first, end - SCAN_WINDOW), end)
+
+    def _start_scan(self, start: int, end: int) -> None:
         self._scanned_to, self._scan_ended = end, None
         job = self._scan = _Job(start, end, self.endpointer.time_of(end), self.endpointer.audio(start, end))
         job.draft, job.offset = True, start
@@ -169,6 +172,10 @@ class WakeGating:
 
     def _finish_unaddressed(self, end: int, t_end_of_speech: float, t_decided: float) -> None:
         """End an unaddressed utterance: a Turn with its audio and no words."""
+        first = self._turn_start if self._turn_start is not None else (self._onset or end) - LEAD_IN
+        if self._scan is None and end - self._scanned_to >= SCAN_TAIL and self._addressed is False:
+            start = max(0, first, self._scanned_to - (SCAN_WINDOW - SCAN_HOP))  # what no scan heard
+            self._start_scan(start, end)
         if self._scan is not None:
             self._scan_ended = (end, t_end_of_speech, t_decided)  # a scan running on may find the phrase
         start = self._turn_start if self._turn_start is not None else max(0, (self._onset or end) - LEAD_IN)
