@@ -37,6 +37,19 @@ HEY_VARIANTS = frozenset({"hey", "hay", "hei", "heh", "hi", "ey", "eh", "hey'", 
 # the phrase was said over them (the turn detector splits the request off a little before the phrase).
 LEAD_WORDS = 4
 _WORD = re.compile(r"[a-z0-9']+")
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def command_in(text: str, recognised: Callable[[str], bool]) -> str:
+    """The request in an addressed transcript: all of it, unless only one of its sentences is a command
+    ``recognised`` understands ("What is the date today? Present concerned." - a bystander's words heard
+    with the request, or Whisper repeating it): then that sentence."""
+    if recognised(text):
+        return text
+    for sentence in _SENTENCE_END.split(text.strip()):
+        if sentence and recognised(sentence):
+            return sentence
+    return text
 
 
 def _words(text: str) -> list[str]:

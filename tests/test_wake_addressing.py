@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from companion.wake import Addressing
+from companion.wake import Addressing, command_in
 
 
 def test_speech_already_under_way_when_the_window_opens_is_not_a_follow_up() -> None:
@@ -58,3 +58,16 @@ def test_a_follow_up_must_read_as_a_request_when_asked_to() -> None:
     a.open_window(asked=True)  # the phrase alone: what follows is the request, whatever it reads like
     now[0] += 1.0
     assert a.check("How much battery is left", 1.5) is not None
+
+
+def test_the_command_in_an_addressed_transcript_is_kept_apart_from_other_words() -> None:
+    known = {"what is the date today?", "what time is it?"}.__contains__
+
+    def recognised(t: str) -> bool:
+        return known(t.lower())
+
+    assert command_in("What is the date today? Present concerned.", recognised) == "What is the date today?"
+    assert command_in("What time is it? What time is it?", recognised) == "What time is it?"
+    open_question = "Tell me about printing. It is old."
+    assert command_in(open_question, recognised) == open_question
+    assert command_in("What time is it?", recognised) == "What time is it?"

@@ -59,7 +59,7 @@ from companion.session.reply import Milestones, ReplyPlayer, Spoken, once
 from companion.session.skills import SessionSkills
 from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
 from companion.thinking import with_thinking_cue
-from companion.wake import Addressing
+from companion.wake import Addressing, command_in
 
 if TYPE_CHECKING:
     from companion.engines import Engines
@@ -285,7 +285,7 @@ class Session:
                 if not self.replying:
                     self.set_state(DeviceState.IDLE)
                 return
-            text = addressed.text
+            text = command_in(addressed.text, self._recognised)
             if self.replying:
                 await self.barge_in("addressed speech")
             if not text:  # the phrase alone: the request follows (the earcon tells the wearer to go on)
