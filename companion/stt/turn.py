@@ -104,7 +104,6 @@ class TurnDetector(WakeGating):
             end_model=end_model,
             threshold=getattr(turn, "smart_turn_threshold", 0.5),
             gate=gate,
-            probe_ms=getattr(turn, "wake_probe_ms", PROBE_MS),
         )
 
     def __init__(
@@ -223,10 +222,7 @@ class TurnDetector(WakeGating):
                 self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech, draft=True)
         elif isinstance(ev, SpeechResumed):
             self._drop_spec(keep=True)
-            at = self.endpointer.stream_end - round((self.endpointer.now - ev.t) * 16000)
-            self._resumed_at = (at, ev.t)
-            if wake_rule("resumed", self._addressed) == "split":
-                self._split(at, ev.t)
+            self._resumed(ev.t)
         elif isinstance(ev, EndOfSpeech):
             self._begin(ev.start_sample)
             if wake_rule("end", self._addressed) == "end":

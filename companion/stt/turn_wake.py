@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from companion.audio.vad import SAMPLE_RATE
 from companion.stt.decision import wake_rule
 from companion.stt.turn_events import Turn, TurnEvent
 from companion.stt.turn_jobs import _Closed, _Ending, _Failure, _Job
@@ -77,6 +78,13 @@ class WakeGating:
         probe, self._probe = self._probe, None
         if probe is not None and probe.task is not None and not probe.task.done():
             probe.task.cancel()
+
+    def _resumed(self, t: float) -> None:
+        """Speech resumed after a short pause at audio time `t`: split an unaddressed utterance there."""
+        at = self.endpointer.stream_end - round((self.endpointer.now - t) * SAMPLE_RATE)
+        self._resumed_at = (at, t)
+        if wake_rule("resumed", self._addressed) == "split":
+            self._split(at, t)
 
     def _wake_job_done(self, job: _Job) -> bool:
         """Handle a finished probe, scan or detached transcription; False for the detector's own jobs."""
