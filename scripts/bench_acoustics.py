@@ -12,15 +12,17 @@ Everything runs through a virtual open-ear headset (no on-board AEC) whose mic h
   (tests/data/speech, the shorter files). Stop latency = the headset's ABORTED time - the first voiced
   sample of the interruption, on the headset clock. WER of the interrupting speech (double talk at its
   start) against the manifest, next to the same files transcribed clean.
-- ``wake``: wake mode, echo at -12 dB; bystanders (every file of tests/data/speech, looped, 2-6 s gaps)
+- ``wake``: wake mode, echo at --wake-echo-db (-12 dB; "off": a headset that cancels its echo on board, so
+  the host canceller is out of the picture); bystanders (every file of tests/data/speech, looped, 2-6 s gaps)
   at each --bystander-levels dB relative to the wearer; the wearer says --addressed requests that start
   with "hey companion" (three requests with distinct skills, so a reply tells whose speech it answered).
-  Replies to bystanders = replies whose intent is none of the wearer's requests (or more replies of an
-  intent than requests); false wake-ups = phrase detections beyond the wearer's; misses = requests not
-  answered.
+  Each answered turn is attributed by its speech span against the ground truth: a reply to a turn that
+  overlaps no request of the wearer is a reply to a bystander (by a false wake-up, or a bystander taking
+  the follow-up window); misses = requests without a reply of their intent (a wrong reply to the wearer,
+  e.g. a garbled transcript, is a miss and counted apart).
 
     .venv/bin/python scripts/bench_acoustics.py [--part echo|bargein|wake|all] [--replies 30]
-        [--trials 30] [--addressed 20] [--json]
+        [--trials 30] [--addressed 20] [--wake-echo-db -12|off] [--json]
 """
 
 from __future__ import annotations
@@ -267,7 +269,34 @@ async def bench_bargein(engines, config, trials: int, echo_db: float = -6.0) -> 
     }
 
 
-async def bench_wake(engines, config, levels: list[float], addressed: int) -> list[dict]:
+def _drain_wake(rig: Rig, pending: list[str], replies: list[tuple[int, str]]) -> float:
+    """Pair each reply with its turn (the TurnTimings after it); the seconds of unaddressed speech."""
+    unaddressed_s = 0.0
+    while not rig.events.empty():
+        ev = rig.events.get_nowait()
+        if isinstance(ev, ReplyEvent):
+            pending.append(ev.intent)
+        elif isinstance(ev, TurnTimings) and pending:
+            replies.append((ev.turn, pending.pop(0)))
+        elif isinstance(ev, Unaddressed):
+            unaddressed_s += ev.audio_s
+    return unaddressed_s
+
+
+def _overlap(a: tuple[float, float], spans: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(a[1], b[1]) - max(a[0], b[0])) for b in spans)
+
+
+async def bench_wake(
+    engines, config, levels: list[float], addressed: int, echo_db: float | None = -12.0
+) -> list[dict]:
+    """Wake mode with bystanders; `echo_db` None: the headset cancels its own echo (no echo reaches the
+    host, whose canceller stays idle).
+
+    Each answered turn is attributed by its audio span (speech start to end, headset clock) against the
+    ground truth: overlapping the wearer's request by >= 0.3 s makes it the wearer's (answered if the
+    reply's intent is the request's, else a wrong reply to the wearer); otherwise it is a bystander's.
+    """
     from firmware_sim import SimWorld
 
     bystanders = tuple(str(u.path) for u in load_manifest())
@@ -279,63 +308,78 @@ async def bench_wake(engines, config, levels: list[float], addressed: int) -> li
         async with (
             SimWorld() as world,
             Rig(
-                world, engines, config, mode="wake", echo_db=-12.0, bystanders=bystanders,
-                bystander_db=level, bystander_gap_s=(2.0, 6.0),
+                world, engines, config, mode="wake", echo_db=echo_db, has_aec=echo_db is None,
+                bystanders=bystanders, bystander_db=level, bystander_gap_s=(2.0, 6.0),
             ) as rig,
         ):  # fmt: skip
-            asked: dict[str, int] = {}
-            replies: dict[str, int] = {}
-            other_replies = 0
+            session = rig.session
+            spans: dict[int, tuple[float, float, str]] = {}  # turn -> (start, end of speech, how addressed)
+            on_turn = session._on_turn
+
+            async def recorded(turn, on_turn=on_turn, session=session, spans=spans) -> None:
+                c = session.addressing.counters
+                before, wakes, follows = session.turns, c.wake_ups, c.follow_ups
+                await on_turn(turn)
+                if session.turns > before:
+                    how = "phrase" if c.wake_ups > wakes else "follow_up" if c.follow_ups > follows else ""
+                    spans[session.turns] = (turn.t_start, turn.t_end_of_speech, how)
+
+            session._on_turn = recorded  # type: ignore[method-assign]
+            said: list[tuple[float, float, str]] = []  # the wearer's requests: (start, end, intent)
+            replies: list[tuple[int, str]] = []  # (turn, intent)
+            pending: list[str] = []
             unaddressed_s = 0.0
+
             t_begin = rig.headset.clock()
             for i in range(addressed):
                 q = requests[i % len(requests)]
-                asked[WAKE_REQUESTS[q]] = asked.get(WAKE_REQUESTS[q], 0) + 1
                 await asyncio.sleep(rng.uniform(3.0, 6.0))
+                t0 = rig.headset.clock()
                 await rig.headset.mic.say(voices[q])
+                said.append((t0, rig.headset.clock(), WAKE_REQUESTS[q]))
                 await asyncio.sleep(4.0)  # the reply (if any) plays
-                while not rig.events.empty():
-                    ev = rig.events.get_nowait()
-                    if isinstance(ev, ReplyEvent):
-                        if ev.intent in asked:
-                            replies[ev.intent] = replies.get(ev.intent, 0) + 1
-                        else:
-                            other_replies += 1
-                    elif isinstance(ev, Unaddressed):
-                        unaddressed_s += ev.audio_s
+                unaddressed_s += _drain_wake(rig, pending, replies)
             await asyncio.sleep(3.0)
-            while not rig.events.empty():
-                ev = rig.events.get_nowait()
-                if isinstance(ev, ReplyEvent):
-                    if ev.intent in asked:
-                        replies[ev.intent] = replies.get(ev.intent, 0) + 1
-                    else:
-                        other_replies += 1
-                elif isinstance(ev, Unaddressed):
-                    unaddressed_s += ev.audio_s
-            counters = rig.session.addressing.counters
+            unaddressed_s += _drain_wake(rig, pending, replies)
+            counters = session.addressing.counters
             truth = rig.recording.truth() if rig.recording is not None else {}
             bystander_s = sum(
                 (s["end"] or 0) - s["start"]
                 for s in truth.get("segments", [])  # type: ignore[union-attr]
                 if s["source"] == "bystander" and s["end"] is not None
             )
-            answered = sum(min(replies.get(k, 0), v) for k, v in asked.items())
-            extra = sum(max(0, replies.get(k, 0) - v) for k, v in asked.items())
-            false_wakes = max(0, counters.wake_ups - answered)
+            answered: set[int] = set()
+            to_bystanders = wrong_to_wearer = false_wakes = bystander_follow_ups = 0
+            for turn, intent in replies:
+                start, end, how = spans.get(turn, (0.0, 0.0, ""))
+                hits = [(_overlap((start, end), [(a, b)]), k) for k, (a, b, _) in enumerate(said)]
+                best, k = max(hits) if hits else (0.0, -1)
+                if best < 0.3:
+                    to_bystanders += 1
+                    false_wakes += how == "phrase"
+                    bystander_follow_ups += how == "follow_up"
+                elif said[k][2] == intent:
+                    answered.add(k)
+                else:
+                    wrong_to_wearer += 1
+            n_answered = len(answered)
             row = {
                 "bystander_db": level,
+                "echo_db": "off (on-board AEC)" if echo_db is None else echo_db,
+                "load_after": [float(x) for x in np.round(np.array(os_load()), 2)],
                 "addressed": addressed,
-                "answered": answered,
-                "misses_per_100": round(100 * (addressed - answered) / addressed, 1),
-                "replies_to_bystanders": other_replies + extra,
+                "answered": n_answered,
+                "misses_per_100": round(100 * (addressed - n_answered) / addressed, 1),
+                "replies_to_bystanders": to_bystanders,
+                "of_them_false_wakeups": false_wakes,
+                "of_them_follow_ups": bystander_follow_ups,
+                "wrong_replies_to_wearer": wrong_to_wearer,
                 "bystander_speech_s": round(bystander_s, 1),
                 "session_s": round(rig.headset.clock() - t_begin, 1),
                 "false_wakeups": false_wakes,
                 "false_wakeups_per_hour": round(false_wakes * 3600 / max(bystander_s, 1e-9), 1),
                 "unaddressed_utterances": counters.unaddressed,
                 "unaddressed_s": round(unaddressed_s, 1),
-                "follow_ups": counters.follow_ups,
                 "counters": counters.as_dict(),
             }
         log(f"wake, bystanders {level:+.0f} dB: {row}")
@@ -355,7 +399,9 @@ async def run(args) -> dict:
         if args.part in ("bargein", "all"):
             result["bargein"] = await bench_bargein(engines, config, args.trials)
         if args.part in ("wake", "all"):
-            result["wake"] = await bench_wake(engines, config, args.bystander_levels, args.addressed)
+            result["wake"] = await bench_wake(
+                engines, config, args.bystander_levels, args.addressed, args.wake_echo_db
+            )
     finally:
         await engines.aclose()
     result["wall_s"] = round(time.monotonic() - t0, 1)
@@ -377,6 +423,12 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--bystander-levels", type=float, nargs="+", default=[0.0, -6.0])
     p.add_argument("--addressed", type=int, default=20)
+    p.add_argument(
+        "--wake-echo-db",
+        type=lambda v: None if v == "off" else float(v),
+        default=-12.0,
+        help='echo return loss for the wake part, or "off" (a headset with on-board AEC)',
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args()
     result = asyncio.run(run(args))
@@ -399,7 +451,8 @@ def main() -> None:
         )
     for row in result.get("wake", []):  # type: ignore[union-attr]
         print(
-            f"wake, bystanders {row['bystander_db']:+.0f} dB: {row['replies_to_bystanders']} replies to "
+            f"wake, bystanders {row['bystander_db']:+.0f} dB, echo {row['echo_db']}: "
+            f"{row['replies_to_bystanders']} replies to "
             f"bystanders, {row['false_wakeups_per_hour']} false wake-ups/h ({row['bystander_speech_s']} s "
             f"of bystander speech), misses {row['misses_per_100']}/100"
         )

@@ -59,7 +59,7 @@ from companion.session.reply import Milestones, ReplyPlayer, Spoken, once
 from companion.session.skills import SessionSkills
 from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
 from companion.thinking import with_thinking_cue
-from companion.wake import Addressing
+from companion.wake import Addressing, command_in
 
 if TYPE_CHECKING:
     from companion.engines import Engines
@@ -102,7 +102,7 @@ class Session:
         self.volume = sc.volume
         self.earcons = sc.earcons if earcons_enabled is None else earcons_enabled
         self.mode = mode or sc.mode or "hands_free"
-        self.addressing = Addressing(sc.wake_phrase, sc.follow_up_s)
+        self.addressing = Addressing(sc.wake_phrase, sc.follow_up_s, follow_up_ok=self._reads_as_request)
         self._t_speech_start = 0.0
         self.conversation = Conversation(self.config.llm.system_prompt, self.config.llm.history_turns)
         self.commands = SessionCommands(self)
@@ -178,7 +178,13 @@ class Session:
             await self._shutdown()
 
     def _new_detector(self) -> TurnDetector:
-        return TurnDetector.from_config(self.stt, self.config.turn, recognised=self._recognised)
+        gate = self._addressed_words if self.mode == "wake" else None
+        return TurnDetector.from_config(self.stt, self.config.turn, recognised=self._recognised, gate=gate)
+
+    def _addressed_words(self, text: str, t_start: float) -> bool:
+        """The detector's wake gate: do these first words (speech begun at audio time `t_start`) address
+        us? Unaddressed speech then ends at its first pause, untranscribed beyond them."""
+        return self.addressing.peek(text, self.mic.monotonic_at(t_start)) is not None
 
     async def _shutdown(self) -> None:
         self.pending_timers = self.skills_context.timers.list()  # for the next session (carryover.py)
@@ -261,28 +267,33 @@ class Session:
     async def _on_turn(self, turn: Turn) -> None:
         t_decided = time.monotonic()
         text = turn.text.strip()
+        t_start = self.mic.monotonic_at(turn.t_start) if turn.t_start else self._t_speech_start
         if self.mode == "tap_to_talk":
             self.listening = False
             self.spawn(self.tell_listen(False), "listen-off")
-        if not text:
+        if not text and turn.addressed is not False:
             await self._drop_speculation()
             self.set_state(DeviceState.IDLE)
             return
         if self.mode == "wake":
-            addressed = self.addressing.check(text, self._t_speech_start)
+            addressed = None if turn.addressed is False else self.addressing.check(text, t_start)
+            if turn.addressed is False:
+                self.addressing.ignore()
             if addressed is None:  # not for us: no text leaves this method, only a count
                 await self._drop_speculation()
                 self.hub.publish(Unaddressed(self.device, round(len(turn.audio) / SAMPLE_RATE, 2)))
                 if not self.replying:
                     self.set_state(DeviceState.IDLE)
                 return
-            text = addressed.text
+            text = command_in(addressed.text, self._recognised)
             if self.replying:
                 await self.barge_in("addressed speech")
-            if not text:  # the phrase alone: the request follows
+            if not text:  # the phrase alone: the request follows (the earcon tells the wearer to go on)
                 await self._drop_speculation()
-                self.addressing.open_window()
+                self.addressing.open_window(since=self.mic.monotonic_at(turn.t_end_of_speech), asked=True)
                 self.set_state(DeviceState.LISTENING)
+                if self.earcons and not self.replying:
+                    self.spawn(self._listening_cue(), "wake-cue")
                 return
         self.turns += 1
         marks = Milestones(end_of_speech=self.mic.monotonic_at(turn.t_end_of_speech), end_of_turn=t_decided)
@@ -295,6 +306,10 @@ class Session:
         marks.speculative = prepared is not None and prepared.user_text == text
         self.reply_task = self.spawn(self._reply(text, prepared, marks, self.turns), "reply")
 
+    def _reads_as_request(self, text: str) -> bool:
+        """A follow-up without the phrase must read as one (wake.py): a question, or a skill's words."""
+        return "?" in text or self.skills.match(text) is not None
+
     def _recognised(self, text: str) -> bool:
         """Whether the skills understand `text` outright; the turn detector holds short unknown ones."""
         reply = self.skills.match(text)
@@ -304,11 +319,7 @@ class Session:
         """Prepare the reply to a transcript that may still be extended."""
         text = text.strip()
         if self.mode == "wake":  # nothing is prepared (no LLM request) for speech not addressed to us
-            request = self.addressing.peek(text, self._t_speech_start)
-            if request is None and text and self.detector is not None:
-                self.detector.end_turn()  # no need to wait for the rest of someone else's sentence
-                return
-            text = request or ""
+            text = self.addressing.peek(text, self._t_speech_start) or ""  # the detector gated it
         if not text or self.replying:
             return
         if self._prepared is not None and self._prepared.user_text == text:
@@ -416,12 +427,15 @@ class Session:
         """Open the mic for one turn (tap-to-talk, push-to-talk, the `listen` command; in wake mode the
         next utterance needs no phrase)."""
         self.listening = True
-        self.addressing.open_window()
+        self.addressing.open_window(asked=True)
         self.set_state(DeviceState.LISTENING)
         await self.tell_listen(True)
         if self.earcons:
-            with contextlib.suppress(LinkError):
-                await self.player.send(once(earcons.listening_start()))
+            await self._listening_cue()
+
+    async def _listening_cue(self) -> None:
+        with contextlib.suppress(LinkError):
+            await self.player.send(once(earcons.listening_start()))
 
     async def stop_listening(self) -> None:
         if self.mode not in ("hands_free", "wake"):

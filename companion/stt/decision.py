@@ -13,7 +13,7 @@ from typing import Literal
 
 from companion.stt.text import looks_complete
 
-__all__ = ["UNSURE_MAX_WORDS", "Decision", "decide", "text_cue"]
+__all__ = ["UNSURE_MAX_WORDS", "WAKE_RULE", "Decision", "decide", "text_cue", "wake_rule"]
 
 # Transcripts up to this many words that `recognised` rejects wait `unsure_ms` when no audio model answers:
 # hesitation fragments that read complete are short ("what is that", "turn the volume"); long sentences
@@ -91,3 +91,41 @@ def decide(
     if text_rule and words <= UNSURE_MAX_WORDS:
         return Decision("wait", "held", unsure_s)
     return Decision("end", "complete")
+
+
+# Wake mode (a `gate` says whether the words so far are addressed: the wake phrase, or the follow-up window).
+# What the detector does at each speech event, by what it knows of the utterance's address. Unaddressed
+# speech is never joined to what follows and costs no transcription once its first words are known, so a
+# bystander's sentences cannot grow into one long turn that swallows the wearer's request.
+WAKE_RULE: dict[tuple[str, bool | None], str] = {
+    # the utterance has `probe_ms` of speech and no words yet: transcribe its start ("probe")
+    ("long", None): "probe",
+    ("long", True): "none",
+    ("long", False): "none",
+    # a short pause (speculate_ms): a draft transcript, whose words also answer the gate
+    ("pause", None): "draft",
+    ("pause", True): "draft",
+    ("pause", False): "skip",
+    # speech resumes after a short pause: the same utterance, unless it is known unaddressed
+    ("resumed", None): "join",
+    ("resumed", True): "join",
+    ("resumed", False): "split",
+    # the end of speech (end_silence_ms): the decision table once the words are in; unaddressed: end now
+    ("end", None): "transcribe",
+    ("end", True): "transcribe",
+    ("end", False): "end",
+    # new speech while an ended utterance waits: an addressed one may continue (the table waits for it),
+    # one whose address is not known yet is decided alone ("detach") and the new speech starts afresh
+    ("restart", None): "detach",
+    ("restart", True): "join",
+    ("restart", False): "detach",
+}
+
+
+def wake_rule(event: str, addressed: bool | None) -> str:
+    """The wake-mode action for `event` ("long", "pause", "resumed", "end", "restart") given
+    what is known of the utterance: addressed (True), not (False), not yet known (None). See WAKE_RULE."""
+    try:
+        return WAKE_RULE[(event, addressed)]
+    except KeyError:
+        raise ValueError(f"no wake rule for event {event!r}") from None

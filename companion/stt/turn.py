@@ -19,6 +19,11 @@ as `end_model`) reads the voice: "finished" ends the turn at the normal silence,
 `unsure_ms`. Without the model, short unsure transcripts are held and longer ones end (text only). The
 full table is `companion.stt.decision.decide`; the events given out are in `companion.stt.turn_events`.
 
+In wake mode a `gate` (the session's addressing check) is asked about the first words of each utterance
+(a draft at its first pause, or a probe of its first `probe_ms` of speech): an utterance it refuses is not
+transcribed further, ends at its end of speech and is never joined to the next one; the table is
+`companion.stt.decision.WAKE_RULE`. Such a `Turn` carries `addressed=False` and no words.
+
 All times are seconds on the audio clock of the frames given to `feed`. Between frames the clock is
 extrapolated with the wall clock, which is exact for a live stream.
 """
@@ -37,10 +42,11 @@ import numpy as np
 
 from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechResumed, SpeechStarted
 from companion.stt.base import PassRecognizer, SpeechRecognizer
-from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue
+from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue, wake_rule
 from companion.stt.prefix import Prefix, join_text
 from companion.stt.turn_events import EndModel, Hypothesis, Turn, TurnEvent
 from companion.stt.turn_jobs import _CLOSED, _Closed, _Ending, _Failure, _Job
+from companion.stt.turn_wake import PROBE_MS, WakeGating
 
 if TYPE_CHECKING:
     from companion.config import TurnConfig
@@ -50,7 +56,7 @@ __all__ = ["UNSURE_MAX_WORDS", "EndModel", "Hypothesis", "Turn", "TurnDetector",
 log = logging.getLogger(__name__)
 
 
-class TurnDetector:
+class TurnDetector(WakeGating):
     """Feeds audio frames to an `Endpointer` and yields `SpeechStarted`, `Hypothesis` and `Turn` events.
 
     `feed()` is synchronous and cheap (the VAD runs inline, ~0.15 ms per 32 ms window); it must be
@@ -66,6 +72,7 @@ class TurnDetector:
         *,
         recognised: Callable[[str], bool] | None = None,
         end_model: EndModel | None = None,
+        gate: Callable[[str, float], bool] | None = None,
     ) -> TurnDetector:
         """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
         unsure_ms, preroll_ms, max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold).
@@ -96,6 +103,7 @@ class TurnDetector:
             recognised=recognised,
             end_model=end_model,
             threshold=getattr(turn, "smart_turn_threshold", 0.5),
+            gate=gate,
         )
 
     def __init__(
@@ -109,6 +117,8 @@ class TurnDetector:
         end_model: EndModel | None = None,
         threshold: float = 0.5,
         commit: bool = False,
+        gate: Callable[[str, float], bool] | None = None,
+        probe_ms: float = PROBE_MS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`recognised(text)` says whether a transcript is one the assistant understands outright (a
@@ -117,7 +127,11 @@ class TurnDetector:
         for short ones, they wait `unsure_ms` of silence. `commit`: transcribe while the wearer speaks
         (`companion.stt.prefix`; off by default: on real speech it cost 0.8 WER points for ~40% less audio
         in the final pass of the turns it applied to, see docs/benchmarks.md). `clock` is the wall clock
-        (tests script it)."""
+        (tests script it).
+
+        `gate(text, t_start)` (wake mode) says whether an utterance that began at audio time `t_start`
+        with the words `text` is addressed; `probe_ms` of speech without a pause gets a probe transcript
+        of its start for it."""
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold ({threshold}) must be between 0 and 1")
         if fallback_ms < endpointer.end_silence_ms:
@@ -149,6 +163,7 @@ class TurnDetector:
         self._fed_at = clock()
         self._closed = False
         self._warmed = self.end_model is None
+        self._init_wake(gate, probe_ms)
 
     # -- clock
 
@@ -169,6 +184,7 @@ class TurnDetector:
         self._fed_at = self._clock()
         for ev in events:
             self._on_speech_event(ev)
+        self._maybe_probe()
         self._check_fallback()
 
     def end_turn(self) -> None:
@@ -190,19 +206,28 @@ class TurnDetector:
 
     def _on_speech_event(self, ev: object) -> None:
         if isinstance(ev, SpeechStarted):
-            if self._ending is not None:
+            if self._ending is not None and wake_rule("restart", self._addressed) == "detach":
+                self._detach()
+            elif self._ending is not None:
                 log.debug("speech resumed after a fragment: the turn continues")
                 self._ending = None
             self._drop_spec(keep=True)
+            if self._turn_start is None:
+                self._onset, self._t_onset = ev.sample, ev.t
             self._emit(ev)
         elif isinstance(ev, SpeechPaused):
             self._begin(ev.start_sample)
             self._drop_spec()
-            self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech, draft=True)
+            if wake_rule("pause", self._addressed) == "draft":
+                self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech, draft=True)
         elif isinstance(ev, SpeechResumed):
             self._drop_spec(keep=True)
+            self._resumed(ev.t)
         elif isinstance(ev, EndOfSpeech):
             self._begin(ev.start_sample)
+            if wake_rule("end", self._addressed) == "end":
+                self._finish_unaddressed(ev.end_sample, ev.t_end_of_speech, ev.t_decided)
+                return
             job = self._spec
             if job is None or job.start != self._turn_start or job.end != ev.end_sample:
                 self._drop_spec()
@@ -290,6 +315,8 @@ class TurnDetector:
             self._emit(_Failure(e))
             return
         job.t_done = self.now()
+        if self._wake_job_done(job):
+            return
         prefix = self._prefix
         if job.draft and prefix is not None and job.start == self._turn_start and not job.result.suspect:
             if prefix.offer(job.offset, job.end, job.tail):
@@ -301,6 +328,8 @@ class TurnDetector:
             if ending is not None and ending.job is job:
                 self._reread(ending)
             return
+        if self._addressed is None and self._gate_answer(job) is False:
+            return  # not addressed: no hypothesis, no model, no decision (it ends at its end of speech)
         job.cue = text_cue(job.result.text, self.recognised)
         if job.cue == "open" and self.end_model is not None:
             # The words leave the end open: ask the voice, from the turn's start to now (the silence so
@@ -381,24 +410,32 @@ class TurnDetector:
             self._finish(ending, max(self.endpointer.now, ending.job.t_done), ending.reason)
 
     def _finish(self, ending: _Ending, t_end_of_turn: float, reason: str) -> None:
-        job = ending.job
-        assert job.result is not None
-        if not job.result.text:
-            self._reset()
+        self._emit_turn(ending.job, t_end_of_turn, reason, self._t_onset)
+        self._reset()
+
+    def _emit_turn(
+        self, job: _Job, t_end_of_turn: float, reason: str, t_start: float, addressed: bool | None = None
+    ) -> None:
+        result = job.result
+        assert result is not None
+        if not result.text:
             return
+        if self.gate is not None and addressed is None:
+            addressed = self._addressed
         self._emit(
             Turn(
-                text=job.result.text,
+                text=result.text,
                 audio=job.audio,
                 t_end_of_speech=job.t_end_of_speech,
                 t_end_of_turn=t_end_of_turn,
-                stt_ms=job.result.stt_ms,
+                stt_ms=result.stt_ms,
                 t_stt_done=job.t_done,
                 reason=reason,
                 p_complete=job.p_complete,
+                t_start=t_start,
+                addressed=addressed,
             )
         )
-        self._reset()
 
     def _reset(self) -> None:
         self._turn_start = None
@@ -406,6 +443,7 @@ class TurnDetector:
         self._background = None
         self._spec = None
         self._ending = None
+        self._reset_wake()
 
     # -- output
 
@@ -431,6 +469,7 @@ class TurnDetector:
         if self._closed:
             return
         self._closed = True
+        self._detached.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -35,9 +35,11 @@ class Turn:
     `t_end_of_turn` is when the turn was decided, `t_stt_done` when its transcript was ready (often
     before the end of the turn: it was made speculatively at the pause); `stt_ms` is the
     transcription's own duration. `reason`: "complete", "held" (short and unrecognised, then
-    `unsure_ms` of silence), "fallback" (a fragment, then `fallback_ms` of silence), "audio" (unsure
+    `unsure_ms` of silence), "unaddressed" (wake mode: the gate refused its first words; `text` is empty
+    and `addressed` False), "fallback" (a fragment, then `fallback_ms` of silence), "audio" (unsure
     words, the audio model said finished) or "forced" (`end_turn()`, or the utterance reached its maximum
-    length). `p_complete`: the audio model's answer, when it was asked.
+    length). `p_complete`: the audio model's answer, when it was asked. `t_start`: when its speech began;
+    `addressed`: the gate's answer (wake mode), None without a gate.
     """
 
     text: str
@@ -48,6 +50,8 @@ class Turn:
     t_stt_done: float
     reason: str = "complete"
     p_complete: float | None = None
+    t_start: float = 0.0
+    addressed: bool | None = None
 
 
 TurnEvent = Hypothesis | Turn | SpeechStarted

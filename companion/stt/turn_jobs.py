@@ -47,6 +47,7 @@ class _Ending:
     forced: bool
     wait_s: float = 0.0
     reason: str = "fallback"
+    t_start: float = 0.0  # when its speech began (a detached ending, wake mode)
 
 
 @dataclass(frozen=True)
