@@ -41,6 +41,8 @@ APM_FRAME = 160  # AEC3 takes 10 ms frames
 ERLE_FRAMES = 3000  # the last minute of 20 ms frames
 ERLE_REF_FLOOR = 10.0**4.0  # mean square of int16 samples: 40 dB, about -50 dBFS
 ERLE_MIC_FLOOR = 10.0**3.0  # 30 dB: frames quieter than this carry too little echo to measure
+STALE_MIN_FRAMES = 25  # half a second of echo is enough to judge a stretch
+STALE_ERLE_DB = 10.0  # a converged AEC3 removes 20-50 dB here (docs/benchmarks.md); under 10 it is lost
 
 
 class AecUnavailable(RuntimeError):
@@ -137,6 +139,8 @@ class EchoCanceller:
         self._until: float = -1.0  # stream time until which the canceller must run
         self.frames_processed = 0
         self._erle: deque[float] = deque(maxlen=ERLE_FRAMES)
+        self._stretch_erle: list[float] = []  # per-frame ERLE since the canceller last became active
+        self._stale = False  # start the next stretch with a fresh canceller
 
     def _new_apm(self):  # livekit's AudioProcessingModule
         return self._rtc.AudioProcessingModule(
@@ -232,14 +236,20 @@ class EchoCanceller:
         ``track``: the link's record of what its speaker played when (:meth:`HeadsetLink.playout_track`);
         without one the reference is placed by the PLAYBACK events (:meth:`played` ...)."""
         if not self.active(t_stream, track):
+            if self._was_active:
+                self._stretch_ended()
             self._was_active = False
             return pcm
-        if not self._was_active and track is None:
+        if not self._was_active and (track is None or self._stale):
             # Placed by PLAYBACK events the reference's offset differs from one stretch of replies to the
             # next, so each stretch gets a fresh canceller (about 1 ms to make) rather than one whose
             # delay estimate is stale. A link's playout track keeps the offset fixed: one canceller
-            # stays converged across replies, and only the first reply of a session starts cold.
+            # stays converged across replies, and only the first reply of a session starts cold, unless
+            # the last stretch showed it had lost its way (:meth:`_stretch_ended`).
             self._apm = self._new_apm()
+            self._stale = False
+        if not self._was_active:
+            self._stretch_erle.clear()
         self._was_active = True
         if track is not None:  # placed exactly: a tick's lead covers a FLOW sent after its mic frame
             ref = track.reference(t_stream + self.track_lead, len(pcm))
@@ -261,8 +271,19 @@ class EchoCanceller:
             float(np.dot(v, v)) / len(v) for v in (x.astype(np.float64) for x in (pcm, out, ref))
         )
         if e_ref > ERLE_REF_FLOOR and e_in > ERLE_MIC_FLOOR:
-            self._erle.append(10 * np.log10(e_in / max(e_out, 1.0)))
+            erle = 10 * np.log10(e_in / max(e_out, 1.0))
+            self._erle.append(erle)
+            self._stretch_erle.append(erle)
         return out
+
+    def _stretch_ended(self) -> None:
+        """A stretch of replies has played out. If the canceller hardly cancelled through it (a reference
+        that jumped, a headset that reconnected), the next stretch starts with a fresh one rather than
+        one stuck on a wrong filter."""
+        n = len(self._stretch_erle)
+        if n >= STALE_MIN_FRAMES and (median := float(np.median(self._stretch_erle))) < STALE_ERLE_DB:
+            log.info("echo canceller reset: %.1f dB median over the last %d frames of echo", median, n)
+            self._stale = True
 
     @property
     def erle_db(self) -> float | None:
