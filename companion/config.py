@@ -122,9 +122,9 @@ class SessionConfig(_Section):
     earcons: bool = True
     voice_barge_in: bool = True  # when echo is handled: by the headset, the host's canceller, or no echo
     # "auto": the host cancels the echo of headsets that play replies without AEC, so the mic stays open
-    # during replies (voice barge-in). Off by default until it meets the open-ear targets
-    # (docs/benchmarks.md); off, the mic is ignored while such a headset plays a reply, as before.
-    echo_cancel: Literal["auto", "off"] = "off"
+    # during replies (voice barge-in; docs/benchmarks.md, "Open ear"). "off": the mic is ignored while such
+    # a headset plays a reply (and 150 ms after).
+    echo_cancel: Literal["auto", "off"] = "auto"
     noise_suppression: bool = False  # WebRTC noise suppression on the mic (with the echo canceller)
     volume: int = Field(70, ge=0, le=100)
 

@@ -389,7 +389,7 @@ async def bench_wake(
 
 async def run(args) -> dict:
     config = load_config()
-    config.session.echo_cancel = "auto"  # the host canceller is opt-in; this measures it
+    config.session.echo_cancel = "auto"  # the default; set here so an environment override cannot turn it off
     engines = await Engines.load(config, log)
     result: dict[str, object] = {"machine_load": list(np.round(np.array(os_load()), 2))}
     t0 = time.monotonic()

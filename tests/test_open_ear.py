@@ -23,7 +23,7 @@ def open_ear_rig(
     world: SimWorld, stt, tts, *, mode: str = "hands_free", earcons: bool = False, **headset
 ) -> SessionRig:
     """A virtual open-ear headset (no on-board AEC), its link and a session with host echo cancellation."""
-    config = Config.model_validate({"session": {"echo_cancel": "auto"}})  # opt-in for now
+    config = Config.model_validate({"session": {"echo_cancel": "auto"}})  # the default, said here
     return SessionRig(
         world,
         stt,
