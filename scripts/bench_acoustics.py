@@ -90,7 +90,7 @@ class Rig:
         self.session = Session.from_engines(
             e, self.link, self.config, hub=self.hub, earcons_enabled=False, mode=self.mode
         )
-        aec = self.session.mic.aec
+        aec = self.session.mic.canceller()  # made now so that its frames can be measured
         if aec is not None:  # measure the canceller where only echo reaches the mic
             process = aec.process
 

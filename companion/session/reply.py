@@ -226,7 +226,7 @@ class ReplyPlayer:
 
     async def send(self, audio: AsyncGenerator[np.ndarray, None]) -> PlaybackReport:
         """Play audio on the speaker; what is sent is also the echo canceller's reference."""
-        aec = self.mic.aec
+        aec = self.mic.canceller()
         if aec is None:
             return await self.speaker.play(audio)
 
