@@ -225,9 +225,10 @@ class ReplyPlayer:
         self.mic.reply_ended()
 
     async def send(self, audio: AsyncGenerator[np.ndarray, None]) -> PlaybackReport:
-        """Play audio on the speaker; what is sent is also the echo canceller's reference."""
+        """Play audio on the speaker; what is sent is also the echo canceller's reference (kept here only
+        for links without a playout track)."""
         aec = self.mic.canceller()
-        if aec is None:
+        if aec is None or self.speaker.playout_track() is not None:  # a link that records what it sent
             return await self.speaker.play(audio)
 
         async def teed() -> AsyncGenerator[np.ndarray, None]:
