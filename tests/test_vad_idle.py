@@ -14,6 +14,8 @@ import pytest
 from companion.audio.vad import (
     BATCH_WINDOWS,
     QUIET_PROB,
+    REST_PROB,
+    REST_WINDOWS,
     SETTLE_WINDOWS,
     WINDOW,
     Endpointer,
@@ -81,7 +83,8 @@ def test_idle_stream_runs_the_model_about_once_a_second(silero_vad_model) -> Non
     probs = stream(vad, quiet(seconds))
     # Window by window until the model has settled (about 2 s), then one call per batch of a second.
     first_batch = calls.index(BATCH_WINDOWS)
-    assert first_batch <= SETTLE_WINDOWS + 8
+    # (the state is zeroed after the first second, and its first scores from zero are not yet settled)
+    assert first_batch <= REST_WINDOWS + SETTLE_WINDOWS + 8
     assert set(calls[first_batch:]) == {BATCH_WINDOWS}
     assert len(calls) - first_batch >= (seconds - 3) * SR // (WINDOW * BATCH_WINDOWS)
     assert sum(calls) + len(vad._queued) == len(probs)  # every window goes through the model
@@ -107,9 +110,30 @@ def test_speech_after_a_long_silence_scores_as_window_by_window(speech_set, sile
 @pytest.mark.slow
 def test_reset_forgets_the_settled_stretch(silero_vad_model) -> None:
     vad = SileroVAD()
-    stream(vad, quiet(3.0))
+    stream(vad, quiet(4.0))
     assert vad._queued
     vad.reset()
     assert not vad._queued and vad.windows_done == 0
     stream(vad, quiet(1.0))  # under the settling time: every window runs at once again
     assert not vad._queued
+
+
+@pytest.mark.slow
+def test_the_state_starts_afresh_once_a_second_after_speech(speech_set, silero_vad_model) -> None:
+    pcm = next(u for u in speech_set if u.path.name == "coquitts_2.wav").pcm()
+    vad = SileroVAD(batch_quiet=False)
+    zeroed = []
+    infer = vad._session.run
+
+    class Spy:  # sees the state each window starts from
+        def run(self, names, feeds):
+            zeroed.append(not feeds["h"].any() and not feeds["c"].any())
+            return infer(names, feeds)
+
+    vad._session = Spy()  # type: ignore[assignment]
+    probs = stream(vad, np.concatenate([pcm, quiet(3.0, np.random.default_rng(2))]))
+    last_speech = int(np.flatnonzero(probs >= REST_PROB)[-1])
+    fresh = [i for i, z in enumerate(zeroed) if z and i > 0]
+    # Once, REST_WINDOWS after the last window that could be speech; not again in the same silence.
+    assert fresh == [last_speech + REST_WINDOWS + 1]
+    assert probs[last_speech + 1 :].max() < REST_PROB

@@ -38,6 +38,10 @@ SETTLE_WINDOWS = 64  # 2 s
 QUIET_PROB = 0.01
 #: Settled quiet windows are run in batches of this many (1 s), or sooner with the next loud window.
 BATCH_WINDOWS = 32
+#: When this many windows in a row have scored below REST_PROB (1 s of no speech) the LSTM state is zeroed,
+#: once per such stretch.
+REST_WINDOWS = 32
+REST_PROB = 0.35  # the endpointer's default speech-off level (threshold 0.5 - 0.15)
 
 
 _INT16_SCALE = np.float32(1 / 32768)
@@ -94,6 +98,12 @@ class SileroVAD:
     with the next loud window, which therefore sees exactly the state a window-by-window run gives it:
     every window still goes through the model, in order. (Skipping silence instead would not do: the
     LSTM state keeps drifting through minutes of silence, and speech after it scores differently.)
+    The recurrent state is zeroed once `REST_WINDOWS` windows in a row have scored below `REST_PROB` (a
+    second with no speech), as Silero's own iterator resets it after each segment. Carried through minutes
+    of a session, the state made the model slow to believe speech: on voice barge-in over a reply's
+    cancelled echo, a soft onset reached p >= 0.5 up to 250 ms later than with a state one second old
+    (docs/benchmarks.md, "Voice barge-in"). The reset depends only on the scores, so it falls on the same
+    window whether windows run one by one, in batches or as a whole file.
     A queued window is reported with the last computed probability (below `QUIET_PROB`, so no threshold
     decision changes); a batch that scores any window at or above `QUIET_PROB` ends the settled
     stretch, so the next windows run at once again. Loud windows, and the first 2 s of any quiet
@@ -118,6 +128,7 @@ class SileroVAD:
         self._tail = np.zeros(CONTEXT, dtype=np.float32)
         self._queued = []
         self._quiet_run = 0  # computed quiet windows in a row scored below QUIET_PROB
+        self._rest_run = 0  # windows in a row scored below REST_PROB
         self._last_prob = 0.0
         self.windows_done = 0
 
@@ -170,9 +181,32 @@ class SileroVAD:
         self._note(np.ones(len(rows), dtype=bool), self._infer(rows))
 
     def _infer(self, rows: np.ndarray) -> np.ndarray:
-        # The v6 graph runs its LSTM across the batch axis, carrying h/c row to row.
-        probs, self._h, self._c = self._session.run(None, {"input": rows, "h": self._h, "c": self._c})
-        return np.asarray(probs, dtype=np.float32).reshape(len(rows))
+        # The v6 graph runs its LSTM across the batch axis, carrying h/c row to row. Where the state is due
+        # to be zeroed (REST_WINDOWS), the rows after that point run again from a zero state.
+        out = np.empty(len(rows), dtype=np.float32)
+        done = 0
+        while done < len(rows):
+            raw, h, c = self._session.run(None, {"input": rows[done:], "h": self._h, "c": self._c})
+            probs = np.asarray(raw, dtype=np.float32).reshape(len(rows) - done)
+            cut = self._rest_point(probs)
+            if cut is None:
+                out[done:], self._h, self._c = probs, h, c
+                break
+            out[done : done + cut] = probs[:cut]
+            self._h, self._c = np.zeros_like(self._h), np.zeros_like(self._c)
+            done += cut
+        return out
+
+    def _rest_point(self, probs: np.ndarray) -> int | None:
+        """How many of ``probs`` come before the state is zeroed (None: not in these), counting the run."""
+        run = self._rest_run
+        for i, p in enumerate(probs):
+            run = run + 1 if p < REST_PROB else 0
+            if run == REST_WINDOWS:  # once per stretch: a fresh state's first quiet scores delay settling
+                self._rest_run = run
+                return i + 1
+        self._rest_run = run
+        return None
 
     def _note(self, quiet: np.ndarray, probs: np.ndarray) -> None:
         """Track the run of quiet windows the model scored below QUIET_PROB, ending with these."""
