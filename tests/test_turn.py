@@ -114,7 +114,18 @@ def skills_detector(
 
 @pytest.mark.parametrize(
     "text",
-    ["What time is it?", "Set a timer for ten seconds.", "Turn it on.", "I think so", "Stop", "yes I am."],
+    [
+        "What time is it?",
+        "Set a timer for ten seconds.",
+        "Turn it on.",
+        "I think so",
+        "Stop",
+        "yes I am.",
+        "Okay.",
+        "No.",
+        "Wait, what time is it?",
+        "Well said.",
+    ],
 )
 def test_complete_utterances(text):
     assert looks_complete(text)
@@ -136,6 +147,9 @@ def test_complete_utterances(text):
         "Let's",
         "I was thinking…",
         "play the -",
+        "Wait.",
+        "So, well.",
+        "Oh, hey!",
     ],
 )
 def test_fragments(text):

@@ -119,14 +119,18 @@ _DANGLING = frozenset(
     it's i'm you're we're they're he's she's let's there's that's
     """.split()
 )
+# Words that open a turn: said alone before a pause, the speaker is taking the floor, not done ("Wait, ...
+# what time is it?"). Answers a wearer gives alone ("okay", "yes", "no", "sorry") are not among them.
+_OPENERS = frozenset("wait so well actually hey oh like um uh umm uhm er erm ah hmm".split())
 _TRAILING_PUNCT = ".!?;:\"')]} "
 
 
 def looks_complete(text: str) -> bool:
     """Whether a transcript reads like a finished utterance rather than a fragment cut by a pause.
 
-    Fragments: empty text, a trailing comma/dash/ellipsis, or a last word that needs a continuation
-    (conjunction, article, preposition, filler: "set a timer for", "I think that um"). Words that
+    Fragments: empty text, a trailing comma/dash/ellipsis, a last word that needs a continuation
+    (conjunction, article, preposition, filler: "set a timer for", "I think that um"), or nothing but
+    words that open a turn ("Wait.", "So, well..."). Words that
     often end real sentences ("turn it on", "I think so", "yes I am") do not count as dangling:
     a wrong "fragment" only costs the fallback wait, a wrong "complete" answers a fragment.
     Whisper often closes fragments with a period, so a final "." alone does not make text complete.
@@ -139,5 +143,7 @@ def looks_complete(text: str) -> bool:
     core = stripped.rstrip(_TRAILING_PUNCT)
     if not core or core.endswith(("...", "…", ",", "-", "—", "–")):
         return False
-    last = core.split()[-1].lower().strip("\"'()[]")
-    return last not in _DANGLING
+    words = [w.lower().strip("\"'()[].,!?;:") for w in core.split()]
+    if all(w in _OPENERS for w in words):
+        return False
+    return words[-1] not in _DANGLING
