@@ -10,8 +10,10 @@ Everything runs through a virtual open-ear headset (no on-board AEC) whose mic h
   where only the reply's echo reached the mic (the session speaking, the wearer silent).
 - ``bargein``: echo at -6 dB; a long reply plays; 0.4-1.4 s into it the wearer speaks a real recording
   (tests/data/speech, the shorter files). Stop latency = the headset's ABORTED time - the first voiced
-  sample of the interruption, on the headset clock. WER of the interrupting speech (double talk at its
-  start) against the manifest, next to the same files transcribed clean.
+  sample of the interruption (within 30 dB of its peak: a breath or a noise floor counts), on the headset
+  clock; and the same from the speech onset (the first window Silero calls speech in the clean file). WER
+  of the interrupting speech (double talk at its start) against the manifest, next to the same files
+  transcribed clean.
 - ``wake``: wake mode, echo at --wake-echo-db (-12 dB; "off": a headset that cancels its echo on board, so
   the host canceller is out of the picture); bystanders (every file of tests/data/speech, looped, 2-6 s gaps)
   at each --bystander-levels dB relative to the wearer; the wearer says --addressed requests that start
@@ -200,6 +202,19 @@ def first_voiced(pcm: np.ndarray, below_peak_db: float = 30.0) -> int:
     return int(loud[0]) * 160 if len(loud) else 0
 
 
+def speech_onset(pcm: np.ndarray) -> int:
+    """The first sample of the first 32 ms window that Silero scores as speech (p >= 0.5) in the clean
+    recording (or :func:`first_voiced` if none is): where a speech detector with no echo to fight first
+    hears the voice. Unlike
+    :func:`first_voiced` it skips a breath, a click or a noise floor within 30 dB of the peak, which no
+    speech detector (and no listener) takes for the start of speech."""
+    from companion.audio.vad import WINDOW, SileroVAD
+
+    probs = np.array(list(SileroVAD(batch_quiet=False).process(pcm)))
+    hit = np.flatnonzero(probs >= 0.5)
+    return int(hit[0]) * WINDOW if len(hit) else first_voiced(pcm)  # a whisper: no window is speech
+
+
 def active_dbfs(pcm: np.ndarray, below_peak_db: float = 30.0) -> float:
     """The speech level: the median level of the 10 ms blocks within ``below_peak_db`` of the loudest."""
     frames = pcm[: len(pcm) // 160 * 160].astype(np.float64).reshape(-1, 160)
@@ -226,8 +241,9 @@ async def bench_bargein(
     rng = random.Random(3)
     long_q = await synthesize(engines.tts, "What can you do?")
     latencies: list[float] = []
+    from_speech: list[float] = []  # the same stops, from the speech onset (`speech_onset`)
     errors = words = clean_errors = 0
-    stopped = 0
+    stopped = no_reply = 0
     rows = []
     async with SimWorld() as world, Rig(world, engines, config, echo_db=echo_db) as rig:
         for i in range(trials):
@@ -242,7 +258,15 @@ async def bench_bargein(
             t0 = rig.headset.clock()
             saying = asyncio.create_task(rig.headset.mic.say(pcm))
             rig.t_barge = 0.0
-            first = await rig.next(ReplyEvent, where=lambda e: e.intent == "help")
+            try:
+                first = await rig.next(ReplyEvent, timeout=30.0, where=lambda e: e.intent == "help")
+            except TimeoutError:  # seen twice after the falsetto and whispered takes; not yet explained
+                log(f"barge-in {i + 1}/{trials}: no reply to the question in 30 s ({rig.session.state})")
+                no_reply += 1
+                await saying
+                await rig.session.barge_in("bench: next trial")
+                await asyncio.sleep(1.5)
+                continue
             t_barge = rig.t_barge
             try:  # a recording that gives no words (mfa_15, falsetto) makes no turn
                 heard = (await rig.next(TranscriptEvent, timeout=20.0)).text
@@ -254,39 +278,58 @@ async def bench_bargein(
             await rig.session.barge_in("bench: next trial")  # the answer to the interruption is not measured
             t_start = end - len(pcm) / 16000
             onset = t_start + first_voiced(pcm) / 16000
+            voice = t_start + speech_onset(pcm) / 16000
             aborted = [e for e in rig.headset.speaker.events[n_events:] if e.event is PlaybackEvent.ABORTED]
             lat = (aborted[0].t - onset) * 1000 if aborted and first.interrupted else None
+            lat_voice = (aborted[0].t - voice) * 1000 if aborted and first.interrupted else None
             if aborted:
                 log(
                     f"  onset {onset:.3f} (say {t_start:.3f} + {first_voiced(pcm) / 16000:.3f}), "
+                    f"speech {voice:.3f}, "
                     f"barge-in {t_barge:.3f}, aborted {aborted[0].t:.3f} (headset clock)"
                 )
-            if lat is not None:
+            if lat is not None and lat_voice is not None:
                 stopped += 1
                 latencies.append(lat)
+                from_speech.append(lat_voice)
             e, n = word_errors(utt.transcript, heard)
             clean = await engines.stt.atranscribe(pcm)
             ce, _ = word_errors(utt.transcript, clean.text)
             errors, words, clean_errors = errors + e, words + n, clean_errors + ce
-            rows.append({"file": utt.path.name, "stop_ms": lat, "heard": heard, "errors": e, "words": n})
+            rows.append(
+                {
+                    "file": utt.path.name,
+                    "stop_ms": lat,
+                    "stop_ms_speech": lat_voice,
+                    "heard": heard,
+                    "errors": e,
+                    "words": n,
+                }
+            )
             log(
-                f"barge-in {i + 1}/{trials} {utt.path.name}: stop {lat} ms, "
+                f"barge-in {i + 1}/{trials} {utt.path.name}: stop {lat} ms ({lat_voice} from speech), "
                 f"errors {e}/{n} (clean {ce}), said at {t0:.2f}"
             )
             while rig.session.state in (DeviceState.SPEAKING, DeviceState.THINKING):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.5)
     within = sum(1 for v in latencies if v <= 300)
+    within_speech = sum(1 for v in from_speech if v <= 300)
     return {
         "echo_db": echo_db,
         "wearer_dbfs": wearer_dbfs,
         "trials": trials,
         "stopped": stopped,
+        "question_not_answered": no_reply,
         "stop_ms_p50": pct(latencies, 50),
         "stop_ms_p95": pct(latencies, 95),
         "stop_ms_max": max(latencies) if latencies else None,
         "within_300ms": within,
         "within_300ms_pct": round(100 * within / trials, 1),
+        "speech_stop_ms_p50": pct(from_speech, 50),
+        "speech_stop_ms_p95": pct(from_speech, 95),
+        "speech_within_300ms": within_speech,
+        "speech_within_300ms_pct": round(100 * within_speech / trials, 1),
         "wer_double_talk": round(100 * errors / max(words, 1), 2),
         "wer_clean_same_files": round(100 * clean_errors / max(words, 1), 2),
         "rows": rows,
@@ -476,7 +519,9 @@ def main() -> None:
         print(
             f"barge-in at {b['echo_db']:+.0f} dB echo: stopped {b['stopped']}/{b['trials']}, p50 "
             f"{b['stop_ms_p50']:.0f} ms, p95 {b['stop_ms_p95']:.0f} ms, "
-            f"within 300 ms {b['within_300ms_pct']}%; "
+            f"within 300 ms {b['within_300ms_pct']}%; from the speech onset p50 "
+            f"{b['speech_stop_ms_p50']:.0f} ms, p95 {b['speech_stop_ms_p95']:.0f} ms, within 300 ms "
+            f"{b['speech_within_300ms_pct']}%; "
             f"WER double talk {b['wer_double_talk']}% (same files clean {b['wer_clean_same_files']}%)"
         )
     for row in result.get("wake", []):  # type: ignore[union-attr]
