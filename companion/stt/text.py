@@ -120,8 +120,8 @@ _DANGLING = frozenset(
     """.split()
 )
 # Words that open a turn: said alone before a pause, the speaker is taking the floor, not done ("Wait, ...
-# what time is it?"). Answers a wearer gives alone ("okay", "yes", "no", "sorry") are not among them.
-_OPENERS = frozenset("wait so well actually hey oh like um uh umm uhm er erm ah hmm".split())
+# what time is it?"). Answers a wearer gives alone ("okay", "yes", "no", "sorry", "mhm") are not among them.
+_OPENERS = frozenset("wait so well actually hey oh like".split()) | (FILLERS - {"mm", "mhm"})
 _TRAILING_PUNCT = ".!?;:\"')]} "
 
 
