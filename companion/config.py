@@ -82,6 +82,10 @@ class TurnConfig(_Section):
     smart_turn_model: str | None = None  # a .onnx path; default: the installed copy, if any
     smart_turn_threshold: float = Field(0.5, gt=0, lt=1)
     preroll_ms: int = Field(300, ge=0, le=2000)
+    # While a reply plays that the wearer may interrupt by voice, speech is confirmed after this much (two
+    # 32 ms VAD windows) instead of three windows, so the reply stops sooner (docs/benchmarks.md, "Voice
+    # barge-in"); the echo left after cancellation never scored as speech there.
+    barge_in_speech_ms: int = Field(64, ge=0, le=90)
     max_utterance_s: float = Field(30.0, gt=1, le=120)
 
 

@@ -84,6 +84,7 @@ async def test_voice_barge_in_stops_the_reply_and_hears_the_new_question(
         await rig.headset.mic.say(synth_speech("What can you do?"))  # the help skill: a long reply
         await rig.next(StateChanged, where=lambda e: e.state == "speaking")
         await asyncio.sleep(0.8)
+        assert rig.session.detector is not None and rig.session.detector.interruptible  # quick confirmation
         # The first ~150 ms of an interruption overlap the reply's echo (double talk), where the canceller's
         # suppressor also dims the wearer; scripts/bench_acoustics.py reports the WER of such speech.
         question = synth_speech("Wait, what time is it?")

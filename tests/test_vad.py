@@ -198,6 +198,24 @@ def test_click_shorter_than_min_speech_is_ignored():
     assert scripted([0.0] * 10 + [0.9, 0.9] + [0.0] * 30, min_speech_ms=90) == []
 
 
+def test_while_a_reply_can_be_interrupted_two_windows_confirm_speech():
+    """Voice barge-in: two windows of speech start an utterance (the reply stops 32 ms sooner); a single
+    window is still a click, and outside replies two windows are not enough."""
+    probs = [0.0] * 10 + [0.9, 0.9] + [0.0] * 30
+
+    def confirm(interruptible: bool, probs: list[float]) -> list:
+        ep = Endpointer(ScriptedVAD(probs), min_speech_ms=90, barge_in_speech_ms=64)
+        ep.interruptible = interruptible
+        return run(ep, np.ones(len(probs) * WINDOW, np.int16))
+
+    assert confirm(False, probs) == []
+    started = confirm(True, probs)[0]
+    assert isinstance(started, SpeechStarted) and started.t == pytest.approx(10 * W)
+    assert confirm(True, [0.0] * 10 + [0.9] + [0.0] * 30) == []
+    with pytest.raises(ValueError, match="barge_in_speech_ms"):
+        Endpointer(ScriptedVAD([]), min_speech_ms=90, barge_in_speech_ms=120)
+
+
 def test_hysteresis_keeps_speech_between_thresholds():
     # 0.4 is below threshold 0.5 but above neg 0.35: it continues speech, it does not start it.
     events = scripted([0.0] * 5 + [0.9] * 5 + [0.4] * 10 + [0.0] * 20, end_silence_ms=250)

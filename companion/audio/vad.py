@@ -324,6 +324,7 @@ class Endpointer:
         pre_roll_ms: float = 300,
         tail_ms: float = 100,
         min_speech_ms: float = 90,
+        barge_in_speech_ms: float | None = None,
         max_utterance_s: float = 30.0,
         history_s: float = 60.0,
     ) -> None:
@@ -335,8 +336,11 @@ class Endpointer:
         if not 0 <= tail_ms <= speculate_ms:
             # the speculative audio must equal the final audio, so its tail must already exist at the pause
             raise ValueError(f"need 0 <= tail_ms ({tail_ms}) <= speculate_ms ({speculate_ms})")
-        if pre_roll_ms < 0 or min_speech_ms < 0 or max_utterance_s <= 1.0:
-            raise ValueError("pre_roll_ms and min_speech_ms must be >= 0 and max_utterance_s > 1")
+        barge = min_speech_ms if barge_in_speech_ms is None else barge_in_speech_ms
+        if pre_roll_ms < 0 or not 0 <= barge <= min_speech_ms or max_utterance_s <= 1.0:
+            raise ValueError(
+                "need pre_roll_ms >= 0, 0 <= barge_in_speech_ms <= min_speech_ms and max_utterance_s > 1"
+            )
         if history_s < max_utterance_s + pre_roll_ms / 1000:
             raise ValueError(f"history_s ({history_s}) must cover max_utterance_s plus the pre-roll")
         self.vad = vad or SileroVAD()
@@ -348,6 +352,11 @@ class Endpointer:
         self._pre_roll = int(pre_roll_ms * ms)
         self._tail = int(tail_ms * ms)
         self._min_speech = int(min_speech_ms * ms)
+        self._barge_in_speech = int(barge * ms)
+        #: Set while a reply plays that the wearer may interrupt by voice: speech is then confirmed after
+        #: `barge_in_speech_ms` instead of `min_speech_ms`, so the reply stops sooner. Outside replies the
+        #: longer confirmation keeps clicks and coughs from opening turns.
+        self.interruptible = False
         self._max_utterance = int(max_utterance_s * SAMPLE_RATE)
         self._ring = _Ring(int(history_s * SAMPLE_RATE))
         self.end_silence_ms = end_silence_ms
@@ -440,7 +449,8 @@ class Endpointer:
                 self._candidate = start
         elif p < self.neg_threshold:
             self._candidate = None
-        if self._candidate is not None and end - self._candidate >= self._min_speech:
+        need = self._barge_in_speech if self.interruptible else self._min_speech
+        if self._candidate is not None and end - self._candidate >= need:
             self._onset, self._candidate = self._candidate, None
             self._speech_end, self._in_silence, self._paused = end, False, False
             events.append(SpeechStarted(self._ring.time_of(self._onset), self._onset))

@@ -219,7 +219,19 @@ class Session:
         async for chunk in self.link.audio():
             pcm = self.mic.frame(chunk)
             muted = self.mic.muted(listening=self.listening, speaking=self.state is DeviceState.SPEAKING)
+            self.detector.interruptible = not muted and self._voice_interrupts()
             self.detector.feed(silence if muted else pcm, chunk.t_stream)
+
+    def _voice_interrupts(self) -> bool:
+        """Whether speech heard now stops the reply at once (voice barge-in): a reply is being made or
+        played, its echo is handled, and the mode is not wake (there a bystander must not stop it)."""
+        return (
+            self.state in (DeviceState.SPEAKING, DeviceState.THINKING)
+            and self.replying
+            and self.mode != "wake"
+            and self.config.session.voice_barge_in
+            and self.mic.echo_handled()
+        )
 
     # -- turns -------------------------------------------------------------------------------------
     async def _handle_turns(self) -> None:
@@ -257,7 +269,7 @@ class Session:
         self._t_speech_start = self.mic.monotonic_at(event.t)
         if self.state in (DeviceState.SPEAKING, DeviceState.THINKING) and self.reply_task is not None:
             # In wake mode the interruption may be a bystander: it stops the reply once it is addressed.
-            if self.mic.echo_handled() and self.config.session.voice_barge_in and self.mode != "wake":
+            if self._voice_interrupts():
                 await self.barge_in("voice", clear=False)
             return
         await self._drop_speculation()

@@ -75,7 +75,8 @@ class TurnDetector(WakeGating):
         gate: Callable[[str, float], bool] | None = None,
     ) -> TurnDetector:
         """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
-        unsure_ms, preroll_ms, max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold).
+        unsure_ms, preroll_ms, barge_in_speech_ms, max_utterance_s, smart_turn, smart_turn_model,
+        smart_turn_threshold).
 
         The audio model is the installed Smart Turn unless `end_model` is given or `smart_turn` is off."""
         if turn.speculate_ms > turn.end_silence_ms:
@@ -87,6 +88,7 @@ class TurnDetector(WakeGating):
             speculate_ms=turn.speculate_ms,
             end_silence_ms=turn.end_silence_ms,
             pre_roll_ms=turn.preroll_ms,
+            barge_in_speech_ms=getattr(turn, "barge_in_speech_ms", None),
             tail_ms=min(100, turn.speculate_ms),
             max_utterance_s=turn.max_utterance_s,
             history_s=max(60.0, 2 * turn.max_utterance_s),
@@ -172,6 +174,15 @@ class TurnDetector(WakeGating):
         return self.endpointer.now + (self._clock() - self._fed_at)
 
     # -- input
+
+    @property
+    def interruptible(self) -> bool:
+        """Whether a reply the wearer may interrupt by voice is playing (speech is confirmed sooner)."""
+        return self.endpointer.interruptible
+
+    @interruptible.setter
+    def interruptible(self, on: bool) -> None:
+        self.endpointer.interruptible = on
 
     def feed(self, frame: np.ndarray, t: float) -> None:
         """Consume one frame (int16 mono 16 kHz) that starts at audio time `t`."""
