@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import random
 import sys
@@ -65,6 +66,14 @@ WAKE_REQUESTS = {
 }
 
 
+def describe(event: object) -> str:
+    """One line for the benchmark's log: the event's kind and what it says (text cut short)."""
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}  # type: ignore[arg-type]
+    fields = {k: v for k, v in fields.items() if k not in ("device", "audio")}
+    text = ", ".join(f"{k}={str(v)[:50]!r}" if isinstance(v, str) else f"{k}={v}" for k, v in fields.items())
+    return f"{type(event).__name__}({text})"
+
+
 def pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(np.array(values, dtype=float), q)) if values else None
 
@@ -84,6 +93,7 @@ class Rig:
         self.hub = EventHub()
         self.events = self.hub.subscriber()
         self.frames: list[tuple[float, float, bool]] = []  # (energy in, energy out, echo only)
+        self.seen: list[str] = []  # what the session published lately, to say what happened on a timeout
 
     async def __aenter__(self) -> Rig:
         self._link_cm = sim_link(self.headset.address)
@@ -128,9 +138,21 @@ class Rig:
     async def next(self, kind, timeout: float = 60.0, where=lambda e: True):
         async with asyncio.timeout(timeout):
             while True:
-                event = await self.events.get()
+                event = self.note(await self.events.get())
                 if isinstance(event, kind) and where(event):
                     return event
+
+    def note(self, event):
+        """Keep the event in the recent log (`seen`) and return it."""
+        self.seen.append(f"{self.headset.clock():.2f} {describe(event)}")
+        del self.seen[:-16]
+        return event
+
+    def explain(self, what: str) -> None:
+        """Log a wait that timed out, with the session's state and what it published lately."""
+        log(f"{what} (state {self.session.state.name.lower()})")
+        for line in self.seen:
+            log(f"    seen: {line}")
 
     def erle(self) -> dict[str, float | None]:
         sel = [(a, b) for a, b, only in self.frames if only and a > 0]
@@ -250,7 +272,7 @@ async def bench_bargein(
             utt = speech[i % len(speech)]
             pcm = at_level(utt.pcm(), wearer_dbfs)
             while not rig.events.empty():  # a late answer to the last trial must not be read as this one's
-                rig.events.get_nowait()
+                rig.note(rig.events.get_nowait())
             await rig.headset.mic.say(long_q)
             await rig.next(StateChanged, where=lambda e: e.state == "speaking")
             await asyncio.sleep(rng.uniform(0.4, 1.4))
@@ -261,7 +283,7 @@ async def bench_bargein(
             try:
                 first = await rig.next(ReplyEvent, timeout=30.0, where=lambda e: e.intent == "help")
             except TimeoutError:  # seen twice after the falsetto and whispered takes; not yet explained
-                log(f"barge-in {i + 1}/{trials}: no reply to the question in 30 s ({rig.session.state})")
+                rig.explain(f"barge-in {i + 1}/{trials}: no reply to the question in 30 s")
                 no_reply += 1
                 await saying
                 await rig.session.barge_in("bench: next trial")
@@ -273,8 +295,12 @@ async def bench_bargein(
             except TimeoutError:
                 heard = ""
             end = await saying
-            if heard:
-                await rig.next(StateChanged, where=lambda e: e.state in ("speaking", "idle"))
+            if heard:  # let the answer start (or the turn end) before stopping it
+                try:
+                    started = lambda e: e.state in ("speaking", "idle")  # noqa: E731
+                    await rig.next(StateChanged, timeout=10.0, where=started)
+                except TimeoutError:
+                    rig.explain(f"barge-in {i + 1}/{trials}: no answer to {heard!r} started in 10 s")
             await rig.session.barge_in("bench: next trial")  # the answer to the interruption is not measured
             t_start = end - len(pcm) / 16000
             onset = t_start + first_voiced(pcm) / 16000
