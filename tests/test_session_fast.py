@@ -77,6 +77,17 @@ async def test_a_turn_is_answered_and_the_state_goes_round(rig_factory) -> None:
     assert rig.session.turns == 1
 
 
+async def test_speech_without_words_goes_back_to_idle(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    """A noise the VAD took for speech shows "listening" while it lasts, and "idle" once it is known to
+    hold no words (it stayed "listening" until the next utterance before)."""
+    rig = await rig_factory("")
+    rig.link.speak(speech())
+    await rig.next(StateChanged, where=lambda e: e.state == "listening")
+    await rig.next(StateChanged, where=lambda e: e.state == "idle")
+    assert rig.states() == ["idle", "listening", "idle"]
+    assert rig.stt.calls and rig.session.turns == 0
+
+
 async def test_the_volume_skill_acts_through_the_session_commands(rig_factory) -> None:  # type: ignore[no-untyped-def]
     rig = await rig_factory("Set the volume to 30.")
     rig.link.speak(speech())

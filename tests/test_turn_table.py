@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from companion.audio.vad import Endpointer
-from companion.stt.turn import Hypothesis, Turn, TurnDetector, text_cue
+from companion.stt.turn import Hypothesis, SpeechDropped, SpeechStarted, Turn, TurnDetector, text_cue
 from companion.stt.whisper import Transcript
 
 SR = 16000
@@ -177,6 +177,19 @@ async def test_command_ends_at_the_silence_without_the_model():
     assert turn.reason == "complete" and turn.text == "Turn the volume up."
     assert 220 <= r.wait_ms(turn) <= 260
     assert model.calls == []  # the words were sure: the voice is not asked
+
+
+async def test_speech_without_words_makes_no_turn_and_says_so():
+    """A cough the VAD took for speech: no turn, and a `SpeechDropped` so the session stops showing the
+    wearer as talking; the next utterance is a turn of its own."""
+    stt = ScriptedSTT({2: "What time is it?"})  # the cough (1 burst) has no words, the question 2 bursts
+    question = (speech(0.4), quiet(0.1), speech(0.5))
+    r = await run(detector(stt), quiet(0.3), speech(0.3), quiet(1.5), *question, quiet(1.5))
+    kinds = [type(e) for e in r.events if not isinstance(e, Hypothesis)]
+    assert kinds == [SpeechStarted, SpeechDropped, SpeechStarted, Turn]
+    dropped = next(e for e in r.events if isinstance(e, SpeechDropped))
+    assert dropped.t_end_of_speech == pytest.approx(0.6, abs=0.04)
+    assert r.turns[0].text == "What time is it?"
 
 
 async def test_open_question_the_voice_calls_finished_ends_at_the_silence():

@@ -57,7 +57,7 @@ from companion.session.led import LedMirror
 from companion.session.mic import MicPath
 from companion.session.reply import Milestones, ReplyPlayer, Spoken, once
 from companion.session.skills import SessionSkills
-from companion.stt.turn import Hypothesis, SpeechStarted, Turn, TurnDetector
+from companion.stt.turn import Hypothesis, SpeechDropped, SpeechStarted, Turn, TurnDetector
 from companion.thinking import with_thinking_cue
 from companion.wake import Addressing, command_in
 
@@ -245,6 +245,8 @@ class Session:
                         await self._speculate(event.text)
                     elif isinstance(event, Turn):
                         await self._on_turn(event)
+                    elif isinstance(event, SpeechDropped):
+                        self._on_speech_dropped()
                 return
             except SpeechServiceUnavailable as exc:
                 await self._on_stt_unavailable(exc)
@@ -275,6 +277,17 @@ class Session:
         await self._drop_speculation()
         if self.mode != "wake" or self.addressing.in_window(self._t_speech_start):
             self.set_state(DeviceState.LISTENING)
+
+    def _on_speech_dropped(self) -> None:
+        """The speech that began held no words (a cough, a noise, or one that stopped a reply): show idle
+        again, unless the mic was opened for a request (tap or push to talk, the wake window).
+        Without this the state stayed "listening" until someone spoke."""
+        if self.replying or self.state is not DeviceState.LISTENING:
+            return
+        opened = self.addressing.in_window() if self.mode == "wake" else self.listening
+        if self.mode != "hands_free" and opened:  # tap/push-to-talk: the mic is open for a request
+            return
+        self.set_state(DeviceState.IDLE)
 
     async def _on_turn(self, turn: Turn) -> None:
         t_decided = time.monotonic()

@@ -44,14 +44,23 @@ from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechRes
 from companion.stt.base import PassRecognizer, SpeechRecognizer
 from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue, wake_rule
 from companion.stt.prefix import Prefix, join_text
-from companion.stt.turn_events import EndModel, Hypothesis, Turn, TurnEvent
+from companion.stt.turn_events import EndModel, Hypothesis, SpeechDropped, Turn, TurnEvent
 from companion.stt.turn_jobs import _CLOSED, _Closed, _Ending, _Failure, _Job
 from companion.stt.turn_wake import PROBE_MS, WakeGating
 
 if TYPE_CHECKING:
     from companion.config import TurnConfig
 
-__all__ = ["UNSURE_MAX_WORDS", "EndModel", "Hypothesis", "Turn", "TurnDetector", "TurnEvent", "text_cue"]
+__all__ = [
+    "UNSURE_MAX_WORDS",
+    "EndModel",
+    "Hypothesis",
+    "SpeechDropped",
+    "Turn",
+    "TurnDetector",
+    "TurnEvent",
+    "text_cue",
+]
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +403,7 @@ class TurnDetector(WakeGating):
         )
         if decision.action == "drop":
             log.debug("speech without words (noise?): no turn")
+            self._emit(SpeechDropped(job.t_end_of_speech))
             self._reset()
         elif decision.action == "wait":
             if decision.reason == "held":

@@ -1,5 +1,6 @@
-"""What the turn detector gives out (`Hypothesis`, `Turn`, `SpeechStarted`) and the audio end-of-turn model it
-asks; in their own module so the session and tests can name them without the detector's machinery."""
+"""What the turn detector gives out (`Hypothesis`, `Turn`, `SpeechStarted`, `SpeechDropped`) and the audio
+end-of-turn model it asks; in their own module so the session and tests can name them without the
+detector's machinery."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from companion.audio.vad import SpeechStarted
 
-__all__ = ["EndModel", "Hypothesis", "SpeechStarted", "Turn", "TurnEvent"]
+__all__ = ["EndModel", "Hypothesis", "SpeechDropped", "SpeechStarted", "Turn", "TurnEvent"]
 
 
 class EndModel(Protocol):
@@ -54,4 +55,12 @@ class Turn:
     addressed: bool | None = None
 
 
-TurnEvent = Hypothesis | Turn | SpeechStarted
+@dataclass(frozen=True)
+class SpeechDropped:
+    """Speech began (a `SpeechStarted` went out) but held no words, a cough or a noise: no turn comes of
+    it, so whoever showed the wearer as talking can show idle again. `t_end_of_speech`: when it ended."""
+
+    t_end_of_speech: float
+
+
+TurnEvent = Hypothesis | Turn | SpeechStarted | SpeechDropped
