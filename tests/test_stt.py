@@ -186,6 +186,8 @@ def test_short_answers_survive(whisper_stt, synth_speech, said, heard, seconds):
 def test_has_repeat_spots_words_said_twice_in_a_row():
     assert has_repeat("5 5") and has_repeat("No, no.") and has_repeat("Yes. Yes.")
     assert has_repeat("turn it up turn it up") and has_repeat("Montreal forced, forced aligner")
+    assert has_repeat("What can you do? What can you do?")  # a whole sentence read twice
+    assert not has_repeat("What can you do? What can you do?", longest=3)
     assert not has_repeat("Yes.") and not has_repeat("1, 2, 3") and not has_repeat("")
     assert not has_repeat("ten of clubs") and not has_repeat("a b a b a", longest=1)
 

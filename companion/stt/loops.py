@@ -48,10 +48,12 @@ def drop_restart(text: str) -> str:
 _WORD = re.compile(r"[a-z0-9']+")
 
 
-def has_repeat(text: str, longest: int = 3) -> bool:
-    """Whether a word or a phrase of up to `longest` words comes twice in a row ("5 5", "no, no")."""
+def has_repeat(text: str, longest: int | None = None) -> bool:
+    """Whether a word or a phrase (of up to `longest` words; None: of any length) comes twice in a row
+    ("5 5", "no, no", "What can you do? What can you do?", the last a 1.1 s clip heard in a benchmark)."""
     words = _WORD.findall(text.lower())
-    for k in range(1, longest + 1):
+    top = len(words) // 2 if longest is None else min(longest, len(words) // 2)
+    for k in range(1, top + 1):
         for i in range(len(words) - 2 * k + 1):
             if words[i : i + k] == words[i + k : i + 2 * k]:
                 return True
