@@ -290,6 +290,8 @@ async def bench_bargein(
                 await asyncio.sleep(1.5)
                 continue
             t_barge = rig.t_barge
+            if first.interrupted and not t_barge:  # cut by something else (seen once: a turn replaced it)
+                rig.explain(f"barge-in {i + 1}/{trials}: the reply was cut, but not by the voice barge-in")
             try:  # a recording that gives no words (mfa_15, falsetto) makes no turn
                 heard = (await rig.next(TranscriptEvent, timeout=20.0)).text
             except TimeoutError:
