@@ -13,7 +13,8 @@ Everything runs through a virtual open-ear headset (no on-board AEC) whose mic h
   sample of the interruption (within 30 dB of its peak: a breath or a noise floor counts), on the headset
   clock; and the same from the speech onset (the first window Silero calls speech in the clean file). WER
   of the interrupting speech (double talk at its start) against the manifest, next to the same files
-  transcribed clean.
+  transcribed clean. A reply that stopped before the wearer spoke (a self-interruption on its echo) is
+  counted apart and the trial skipped, so its later abort is not read as a stop.
 - ``wake``: wake mode, echo at --wake-echo-db (-12 dB; "off": a headset that cancels its echo on board, so
   the host canceller is out of the picture); bystanders (every file of tests/data/speech, looped, 2-6 s gaps)
   at each --bystander-levels dB relative to the wearer; the wearer says --addressed requests that start
@@ -265,7 +266,7 @@ async def bench_bargein(
     latencies: list[float] = []
     from_speech: list[float] = []  # the same stops, from the speech onset (`speech_onset`)
     errors = words = clean_errors = 0
-    stopped = no_reply = 0
+    stopped = no_reply = cut_early = 0
     rows = []
     async with SimWorld() as world, Rig(world, engines, config, echo_db=echo_db) as rig:
         for i in range(trials):
@@ -276,6 +277,12 @@ async def bench_bargein(
             await rig.headset.mic.say(long_q)
             await rig.next(StateChanged, where=lambda e: e.state == "speaking")
             await asyncio.sleep(rng.uniform(0.4, 1.4))
+            if rig.session.state is not DeviceState.SPEAKING:  # the reply stopped before the wearer spoke
+                rig.explain(f"barge-in {i + 1}/{trials}: the reply stopped before the wearer spoke")
+                cut_early += 1
+                await rig.session.barge_in("bench: next trial")
+                await asyncio.sleep(1.5)
+                continue
             n_events = len(rig.headset.speaker.events)
             t0 = rig.headset.clock()
             saying = asyncio.create_task(rig.headset.mic.say(pcm))
@@ -349,6 +356,7 @@ async def bench_bargein(
         "trials": trials,
         "stopped": stopped,
         "question_not_answered": no_reply,
+        "reply_stopped_before_the_wearer_spoke": cut_early,  # a self-interruption, or the reply was short
         "stop_ms_p50": pct(latencies, 50),
         "stop_ms_p95": pct(latencies, 95),
         "stop_ms_max": max(latencies) if latencies else None,
