@@ -41,6 +41,11 @@ APM_FRAME = 160  # AEC3 takes 10 ms frames
 ERLE_FRAMES = 3000  # the last minute of 20 ms frames
 ERLE_REF_FLOOR = 10.0**4.0  # mean square of int16 samples: 40 dB, about -50 dBFS
 ERLE_MIC_FLOOR = 10.0**3.0  # 30 dB: frames quieter than this carry too little echo to measure
+# Background noise caps what a canceller can show: with noise 4 dB under the echo even a perfect one
+# shows 5.5 dB. Only frames whose level stands this far over the background heard without echo (the
+# 10th percentile of the last FLOOR_FRAMES quiet frames) judge a stretch.
+STALE_OVER_FLOOR = 10.0 ** (20 / 10)
+FLOOR_FRAMES = 250  # 5 s
 STALE_MIN_FRAMES = 25  # half a second of echo is enough to judge a stretch
 STALE_ERLE_DB = 10.0  # a converged AEC3 removes 20-50 dB here (docs/benchmarks.md); under 10 it is lost
 
@@ -141,6 +146,8 @@ class EchoCanceller:
         self._erle: deque[float] = deque(maxlen=ERLE_FRAMES)
         self._stretch_erle: list[float] = []  # per-frame ERLE since the canceller last became active
         self._stale = False  # start the next stretch with a fresh canceller
+        self._quiet: deque[float] = deque(maxlen=FLOOR_FRAMES)  # mic power of recent frames without echo
+        self._stretch_floor = 0.0  # the background's power when the current stretch began
 
     def _new_apm(self):  # livekit's AudioProcessingModule
         return self._rtc.AudioProcessingModule(
@@ -239,6 +246,9 @@ class EchoCanceller:
             if self._was_active:
                 self._stretch_ended()
             self._was_active = False
+            x = pcm.astype(np.float64)
+            if (power := float(np.dot(x, x)) / max(len(x), 1)) > 0:  # digital silence: a muted mic
+                self._quiet.append(power)
             return pcm
         if not self._was_active and (track is None or self._stale):
             # Placed by PLAYBACK events the reference's offset differs from one stretch of replies to the
@@ -250,6 +260,7 @@ class EchoCanceller:
             self._stale = False
         if not self._was_active:
             self._stretch_erle.clear()
+            self._stretch_floor = float(np.percentile(self._quiet, 10)) if len(self._quiet) >= 25 else 0.0
         self._was_active = True
         if track is not None:  # placed exactly: a tick's lead covers a FLOW sent after its mic frame
             ref = track.reference(t_stream + self.track_lead, len(pcm))
@@ -273,7 +284,8 @@ class EchoCanceller:
         if e_ref > ERLE_REF_FLOOR and e_in > ERLE_MIC_FLOOR:
             erle = 10 * np.log10(e_in / max(e_out, 1.0))
             self._erle.append(erle)
-            self._stretch_erle.append(erle)
+            if e_in > self._stretch_floor * STALE_OVER_FLOOR:
+                self._stretch_erle.append(erle)
         return out
 
     def _stretch_ended(self) -> None:
@@ -284,6 +296,11 @@ class EchoCanceller:
         if n >= STALE_MIN_FRAMES and (median := float(np.median(self._stretch_erle))) < STALE_ERLE_DB:
             log.info("echo canceller reset: %.1f dB median over the last %d frames of echo", median, n)
             self._stale = True
+
+    @property
+    def running(self) -> bool:
+        """Whether the latest frame went through the canceller (a reply, or its tail, could echo)."""
+        return self._was_active
 
     @property
     def erle_db(self) -> float | None:
