@@ -86,6 +86,12 @@ class TurnConfig(_Section):
     # 32 ms VAD windows) instead of three windows, so the reply stops sooner (docs/benchmarks.md, "Voice
     # barge-in"); the echo left after cancellation never scored as speech there.
     barge_in_speech_ms: int = Field(64, ge=0, le=90)
+    # ... and from this VAD score up (speech outside replies: 0.5). Whispers under a reply's echo score
+    # 0.25-0.5 after the canceller; its residual echo alone never scored over 0.15 (docs/benchmarks.md).
+    barge_in_threshold: float = Field(0.3, gt=0, le=0.5)
+    # While the mic's audio comes out of the host echo canceller, speech must also be this much louder than
+    # the background heard without it: the canceller shapes noise into something the VAD scores as speech.
+    echo_residual_margin_db: float = Field(6.0, ge=0, le=30)
     max_utterance_s: float = Field(30.0, gt=1, le=120)
 
 

@@ -170,13 +170,18 @@ class Rig:
         }
 
 
-async def bench_echo(engines, config, levels: list[float], replies: int) -> list[dict]:
+async def bench_echo(
+    engines, config, levels: list[float], replies: int, noise_snr_db: float | None = None
+) -> list[dict]:
     from firmware_sim import SimWorld
 
     voices = {q: await synthesize(engines.tts, q) for q in ECHO_QUESTIONS}
     out = []
     for level in levels:
-        async with SimWorld() as world, Rig(world, engines, config, echo_db=level) as rig:
+        async with (
+            SimWorld() as world,
+            Rig(world, engines, config, echo_db=level, noise_snr_db=noise_snr_db) as rig,
+        ):
             cut = transcripts = unanswered = 0
             for i in range(replies):
                 q = ECHO_QUESTIONS[i % len(ECHO_QUESTIONS)]
@@ -204,6 +209,7 @@ async def bench_echo(engines, config, levels: list[float], replies: int) -> list
                 transcripts += isinstance(ev, TranscriptEvent)
             row = {
                 "echo_db": level,
+                "noise_snr_db": noise_snr_db,
                 "replies": replies,
                 "self_interruptions": cut + max(0, transcripts - replies),
                 "replies_cut": cut,
@@ -254,7 +260,12 @@ def at_level(pcm: np.ndarray, dbfs: float | None) -> np.ndarray:
 
 
 async def bench_bargein(
-    engines, config, trials: int, echo_db: float = -6.0, wearer_dbfs: float | None = -26.0
+    engines,
+    config,
+    trials: int,
+    echo_db: float = -6.0,
+    wearer_dbfs: float | None = -26.0,
+    noise_snr_db: float | None = None,
 ) -> dict:
     """``wearer_dbfs``: the interrupting speech's level at the mic (the recordings range from -19 to
     -58 dBFS; a wearer 30 dB below the reply's echo cannot be told from it). None plays them as recorded."""
@@ -268,7 +279,10 @@ async def bench_bargein(
     errors = words = clean_errors = 0
     stopped = no_reply = cut_early = 0
     rows = []
-    async with SimWorld() as world, Rig(world, engines, config, echo_db=echo_db) as rig:
+    async with (
+        SimWorld() as world,
+        Rig(world, engines, config, echo_db=echo_db, noise_snr_db=noise_snr_db) as rig,
+    ):
         for i in range(trials):
             utt = speech[i % len(speech)]
             pcm = at_level(utt.pcm(), wearer_dbfs)
@@ -353,6 +367,7 @@ async def bench_bargein(
     return {
         "echo_db": echo_db,
         "wearer_dbfs": wearer_dbfs,
+        "noise_snr_db": noise_snr_db,
         "trials": trials,
         "stopped": stopped,
         "question_not_answered": no_reply,
@@ -498,10 +513,12 @@ async def run(args) -> dict:
     t0 = time.monotonic()
     try:
         if args.part in ("echo", "all"):
-            result["echo"] = await bench_echo(engines, config, args.echo_levels, args.replies)
+            result["echo"] = await bench_echo(engines, config, args.echo_levels, args.replies, args.noise_snr)
         if args.part in ("bargein", "all"):
             wearer = None if args.wearer_dbfs == "recorded" else float(args.wearer_dbfs)
-            result["bargein"] = await bench_bargein(engines, config, args.trials, wearer_dbfs=wearer)
+            result["bargein"] = await bench_bargein(
+                engines, config, args.trials, wearer_dbfs=wearer, noise_snr_db=args.noise_snr
+            )
         if args.part in ("wake", "all"):
             result["wake"] = await bench_wake(
                 engines, config, args.bystander_levels, args.addressed, args.wake_echo_db
@@ -529,6 +546,12 @@ def main() -> None:
         "--wearer-dbfs",
         default="-26",
         help="bargein: the interrupting speech's level at the mic in dBFS, or 'recorded' (default -26)",
+    )
+    p.add_argument(
+        "--noise-snr",
+        type=float,
+        default=None,
+        help="echo and bargein: Gaussian noise this many dB under the wearer's speech level (default: none)",
     )
     p.add_argument("--bystander-levels", type=float, nargs="+", default=[0.0, -6.0])
     p.add_argument("--addressed", type=int, default=20)

@@ -216,6 +216,47 @@ def test_while_a_reply_can_be_interrupted_two_windows_confirm_speech():
         Endpointer(ScriptedVAD([]), min_speech_ms=90, barge_in_speech_ms=120)
 
 
+def test_while_a_reply_can_be_interrupted_a_softer_voice_counts():
+    """A whisper under a reply's echo scores 0.3-0.5 after the canceller: while the reply can be
+    interrupted it starts an utterance; outside replies the same scores are not speech, and the residual
+    echo's scores (under 0.15) never are."""
+    soft = [0.0] * 10 + [0.38, 0.24] + [0.0] * 30
+
+    def events(interruptible: bool, probs: list[float]) -> list:
+        ep = Endpointer(ScriptedVAD(probs), min_speech_ms=90, barge_in_speech_ms=64, barge_in_threshold=0.3)
+        ep.interruptible = interruptible
+        return run(ep, np.ones(len(probs) * WINDOW, np.int16))
+
+    started = events(True, soft)[0]
+    assert isinstance(started, SpeechStarted) and started.t == pytest.approx(10 * W)
+    assert events(False, soft) == []
+    assert events(True, [0.0] * 10 + [0.15] * 20 + [0.0] * 10) == []
+    assert events(True, [0.0] * 10 + [0.38, 0.12] + [0.0] * 30) == []  # one window, then echo: a click
+    with pytest.raises(ValueError, match="barge_in_threshold"):
+        Endpointer(ScriptedVAD([]), threshold=0.5, barge_in_threshold=0.6)
+
+
+def test_out_of_the_echo_canceller_speech_must_stand_above_the_noise_floor():
+    """The canceller's suppressor shapes background noise into what the VAD scores as speech. While its
+    output is fed, a window no louder than the noise floor (heard before, outside the canceller) is not
+    speech; a voice 12 dB over it is."""
+    rng = np.random.default_rng(3)
+
+    def noise(windows: int, rms: float) -> np.ndarray:
+        return rng.normal(0, rms, windows * WINDOW).astype(np.int16)
+
+    probs = [0.05] * 40 + [0.8] * 20 + [0.0] * 20 + [0.8] * 10 + [0.0] * 20
+    ep = Endpointer(ScriptedVAD(probs), min_speech_ms=90, residual_margin_db=6.0)
+    assert run(ep, noise(40, 1000)) == []  # the room: -30 dBFS
+    assert ep.noise_floor_db is not None and -32 < ep.noise_floor_db < -29
+    ep.echo_residual = True
+    assert run(ep, noise(20, 1000), t0=40 * W) == []  # scored as speech, but no louder than the room
+    assert run(ep, noise(20, 1000), t0=60 * W) == []
+    started = run(ep, noise(10, 4000), t0=80 * W)
+    assert isinstance(started[0], SpeechStarted) and started[0].t == pytest.approx(80 * W)
+    assert ep.noise_floor_db < -29  # nothing heard through the canceller moves the floor
+
+
 def test_hysteresis_keeps_speech_between_thresholds():
     # 0.4 is below threshold 0.5 but above neg 0.35: it continues speech, it does not start it.
     events = scripted([0.0] * 5 + [0.9] * 5 + [0.4] * 10 + [0.0] * 20, end_silence_ms=250)

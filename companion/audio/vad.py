@@ -11,6 +11,7 @@ audio-clock times (pre-roll, hysteresis, click rejection, pause hint, end of spe
 from __future__ import annotations
 
 import functools
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ BATCH_WINDOWS = 32
 #: When this many windows in a row have scored below REST_PROB (1 s of no speech) the LSTM state is zeroed,
 #: once per such stretch.
 REST_WINDOWS = 32
+FLOOR_MIN_DB = -90.0  # quieter windows are digital silence, not a room: they do not set the noise floor
 REST_PROB = 0.35  # the endpointer's default speech-off level (threshold 0.5 - 0.15)
 
 
@@ -325,6 +327,8 @@ class Endpointer:
         tail_ms: float = 100,
         min_speech_ms: float = 90,
         barge_in_speech_ms: float | None = None,
+        barge_in_threshold: float | None = None,
+        residual_margin_db: float = 6.0,
         max_utterance_s: float = 30.0,
         history_s: float = 60.0,
     ) -> None:
@@ -341,11 +345,20 @@ class Endpointer:
             raise ValueError(
                 "need pre_roll_ms >= 0, 0 <= barge_in_speech_ms <= min_speech_ms and max_utterance_s > 1"
             )
+        barge_on = threshold if barge_in_threshold is None else barge_in_threshold
+        if not 0.0 < barge_on <= threshold:
+            raise ValueError(f"need 0 < barge_in_threshold ({barge_on}) <= threshold ({threshold})")
+        if residual_margin_db < 0:
+            raise ValueError(f"need residual_margin_db >= 0, got {residual_margin_db}")
         if history_s < max_utterance_s + pre_roll_ms / 1000:
             raise ValueError(f"history_s ({history_s}) must cover max_utterance_s plus the pre-roll")
         self.vad = vad or SileroVAD()
         self.threshold = threshold
         self.neg_threshold = neg
+        # While a reply can be interrupted, speech may be confirmed from lower scores: the canceller's
+        # residual echo scores far below speech, and a soft voice under the echo scores below 0.5.
+        self.barge_in_threshold = barge_on
+        self.barge_in_neg_threshold = min(neg, max(barge_on - 0.15, 0.01))
         ms = SAMPLE_RATE // 1000
         self._speculate = int(speculate_ms * ms)
         self._end_silence = int(end_silence_ms * ms)
@@ -357,6 +370,13 @@ class Endpointer:
         #: `barge_in_speech_ms` instead of `min_speech_ms`, so the reply stops sooner. Outside replies the
         #: longer confirmation keeps clicks and coughs from opening turns.
         self.interruptible = False
+        #: Set while the audio comes out of an echo canceller. Its suppressor gates the background noise in
+        #: step with the reply, and the VAD can score noise shaped that way as speech (0.6-0.8 in 10 dB SNR
+        #: noise), so speech must then also stand `residual_margin_db` above the noise floor heard outside
+        #: the canceller (`noise_floor_db`, from windows the VAD calls silence).
+        self.echo_residual = False
+        self.residual_margin_db = residual_margin_db
+        self.noise_floor_db: float | None = None
         self._max_utterance = int(max_utterance_s * SAMPLE_RATE)
         self._ring = _Ring(int(history_s * SAMPLE_RATE))
         self.end_silence_ms = end_silence_ms
@@ -425,6 +445,12 @@ class Endpointer:
 
     def _window(self, p: float, start: int, end: int, events: list[SpeechEvent]) -> None:
         if self._onset is None:
+            if self.echo_residual:
+                floor = self.noise_floor_db
+                if floor is not None and self._level_db(start, end) < floor + self.residual_margin_db:
+                    p = 0.0  # no louder than the background: the canceller's shaping of it, not a voice
+            elif p < self.neg_threshold:
+                self._track_floor(self._level_db(start, end))
             self._idle_window(p, start, end, events)
             return
         if p >= self.threshold or (p >= self.neg_threshold and not self._in_silence):
@@ -443,13 +469,32 @@ class Endpointer:
             a, b = self._span(self._speech_end)
             events.append(SpeechPaused(self._ring.time_of(self._speech_end), self._ring.slice(a, b), a, b))
 
+    def _level_db(self, start: int, end: int) -> float:
+        x = self._ring.slice(start, end).astype(np.float32)
+        power = float(np.dot(x, x)) / max(len(x), 1) / 32768.0**2
+        return 10 * math.log10(power) if power > 0 else -math.inf
+
+    def _track_floor(self, level_db: float) -> None:
+        """Follow the level of windows without speech: down quickly, up slowly (a few seconds), so a
+        word the VAD missed barely lifts it. Digital silence (a muted or idle mic) says nothing."""
+        if level_db < FLOOR_MIN_DB:
+            return
+        floor = self.noise_floor_db
+        if floor is None:
+            self.noise_floor_db = level_db
+        else:
+            self.noise_floor_db = floor + (0.2 if level_db < floor else 0.02) * (level_db - floor)
+
     def _idle_window(self, p: float, start: int, end: int, events: list[SpeechEvent]) -> None:
-        if p >= self.threshold:
+        if self.interruptible:
+            on, off, need = self.barge_in_threshold, self.barge_in_neg_threshold, self._barge_in_speech
+        else:
+            on, off, need = self.threshold, self.neg_threshold, self._min_speech
+        if p >= on:
             if self._candidate is None:
                 self._candidate = start
-        elif p < self.neg_threshold:
+        elif p < off:
             self._candidate = None
-        need = self._barge_in_speech if self.interruptible else self._min_speech
         if self._candidate is not None and end - self._candidate >= need:
             self._onset, self._candidate = self._candidate, None
             self._speech_end, self._in_silence, self._paused = end, False, False

@@ -220,6 +220,7 @@ class Session:
             pcm = self.mic.frame(chunk)
             muted = self.mic.muted(listening=self.listening, speaking=self.state is DeviceState.SPEAKING)
             self.detector.interruptible = not muted and self._voice_interrupts()
+            self.detector.echo_residual = self.mic.cancelling
             self.detector.feed(silence if muted else pcm, chunk.t_stream)
 
     def _voice_interrupts(self) -> bool:

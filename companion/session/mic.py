@@ -33,17 +33,22 @@ class MicPath:
         # Made when first needed (`canceller`): once loaded, livekit's runtime costs ~0.25 % of a core even
         # idle, and a headset that never plays a reply needs none of it.
         self.aec: EchoCanceller | None = None
+        #: Whether the latest frame came out of the echo canceller (it runs while a reply can echo).
+        self.cancelling = False
 
     def frame(self, chunk: AudioChunk) -> np.ndarray:
         """Advance the clock to ``chunk`` and return its audio with the reply's echo removed."""
         self.clock = (chunk.t_stream + len(chunk.pcm) / SAMPLE_RATE, chunk.t_arrival)
+        self.cancelling = False
         if not self.cancels_on_host():
             return chunk.pcm
         track = self.link.playout_track()
         aec = self.aec if track is not None and not track.frames_sent else self.canceller()
         if aec is None:
             return chunk.pcm
-        return aec.process(chunk.pcm, chunk.t_stream, track)
+        out = aec.process(chunk.pcm, chunk.t_stream, track)
+        self.cancelling = aec.running
+        return out
 
     def canceller(self) -> EchoCanceller | None:
         """The host echo canceller, made on first use, if this headset needs one."""

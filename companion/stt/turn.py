@@ -84,8 +84,8 @@ class TurnDetector(WakeGating):
         gate: Callable[[str, float], bool] | None = None,
     ) -> TurnDetector:
         """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
-        unsure_ms, preroll_ms, barge_in_speech_ms, max_utterance_s, smart_turn, smart_turn_model,
-        smart_turn_threshold).
+        unsure_ms, preroll_ms, barge_in_speech_ms, barge_in_threshold, echo_residual_margin_db,
+        max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold).
 
         The audio model is the installed Smart Turn unless `end_model` is given or `smart_turn` is off."""
         if turn.speculate_ms > turn.end_silence_ms:
@@ -98,6 +98,8 @@ class TurnDetector(WakeGating):
             end_silence_ms=turn.end_silence_ms,
             pre_roll_ms=turn.preroll_ms,
             barge_in_speech_ms=getattr(turn, "barge_in_speech_ms", None),
+            barge_in_threshold=getattr(turn, "barge_in_threshold", None),
+            residual_margin_db=getattr(turn, "echo_residual_margin_db", 6.0),
             tail_ms=min(100, turn.speculate_ms),
             max_utterance_s=turn.max_utterance_s,
             history_s=max(60.0, 2 * turn.max_utterance_s),
@@ -192,6 +194,15 @@ class TurnDetector(WakeGating):
     @interruptible.setter
     def interruptible(self, on: bool) -> None:
         self.endpointer.interruptible = on
+
+    @property
+    def echo_residual(self) -> bool:
+        """Whether the audio fed now comes out of an echo canceller (speech must stand above the noise)."""
+        return self.endpointer.echo_residual
+
+    @echo_residual.setter
+    def echo_residual(self, on: bool) -> None:
+        self.endpointer.echo_residual = on
 
     def feed(self, frame: np.ndarray, t: float) -> None:
         """Consume one frame (int16 mono 16 kHz) that starts at audio time `t`."""
