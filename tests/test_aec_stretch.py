@@ -64,7 +64,8 @@ def test_a_canceller_that_cancels_nothing_is_replaced_before_the_next_reply() ->
 def test_background_noise_is_not_taken_for_a_lost_canceller() -> None:
     """In a room as loud as the echo, even a perfect canceller shows ~5 dB, the "lost" mark. Judged on
     every frame, each stretch would look lost and each reply would start with a cold canceller, whose
-    leaking echo then cut the replies (docs/benchmarks.md, "Echo in background noise")."""
+    leaking echo then cut the replies (docs/benchmarks.md, "Background noise, and a softer voice during
+    replies")."""
     speech = load_wav(SPEECH)
     rng = np.random.default_rng(5)
     aec = EchoCanceller()
