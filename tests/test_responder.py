@@ -235,6 +235,37 @@ async def test_prepared_llm_reply_is_prefetched_and_reused(session: Session) -> 
     assert r.conversation.last_assistant() == "Prefetched."
 
 
+async def test_peeking_at_a_prepared_reply_consumes_nothing(session: Session) -> None:
+    llm = ScriptedLLM(["One", " two.", " Three."], delay_s=0.01)
+    r = make(session, llm)
+    prepared = r.prepare("Count.")
+    assert await collect(prepared.peek()) == ["One", " two.", " Three."]  # waits for the words as they come
+    assert prepared.complete
+    assert await collect(r.respond("Count.", prepared)) == ["One", " two.", " Three."]
+
+
+async def test_without_an_llm_the_offline_answer_is_prepared_too(session: Session) -> None:
+    r = make(session, None)
+    prepared = r.prepare("What's the capital of France?")
+    assert prepared.source == "llm"  # the offline engine's answer, buffered like a model's
+    early = "".join(await collect(prepared.peek()))
+    assert early.startswith("I don't have a language model configured")
+    assert "".join(await collect(r.respond("What's the capital of France?", prepared))) == early
+    assert r.last_source == "skills" and r.conversation.last_assistant() == early.strip()
+
+
+async def test_the_offline_engine_prepares_nothing_that_would_act(session: Session) -> None:
+    """The offline engine reads the user's words merged with an unanswered question; if that merge is a
+    command, preparing it would run the command before the turn is committed."""
+    r = make(session, None)
+    r.conversation.add_user("Set a timer")  # unanswered (say the reply was cut before a word of it)
+    merged = r.conversation.messages(pending_user="for five seconds")[-1].content
+    assert r.skills.match(merged) is not None, "the merged text should read as a command"
+    prepared = r.prepare("for five seconds")
+    assert prepared.source == "none" and session.timers.list() == []
+    await prepared.aclose()
+
+
 async def test_stale_preparation_is_cancelled_and_redone(session: Session) -> None:
     llm = ScriptedLLM([f" w{i}" for i in range(1000)], delay_s=0.01)
     r = make(session, llm)

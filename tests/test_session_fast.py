@@ -5,13 +5,16 @@ same paths with Whisper, piper and the simulated radio are in test_session.py.""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
+import numpy as np
 import pytest
 
 from companion.config import Config
 from companion.engines import Engines
 from companion.events import EventHub, ReplyEvent, StateChanged, TranscriptEvent, TurnTimings
+from companion.link.base import SAMPLE_RATE
 from companion.protocol import Button, DeviceState
 from companion.session import Session
 from tests.fixtures.conditions import until
@@ -86,6 +89,23 @@ async def test_speech_without_words_goes_back_to_idle(rig_factory) -> None:  # t
     await rig.next(StateChanged, where=lambda e: e.state == "idle")
     assert rig.states() == ["idle", "listening", "idle"]
     assert rig.stt.calls and rig.session.turns == 0
+
+
+async def test_an_open_questions_first_sentence_is_ready_when_the_turn_ends(rig_factory, caplog) -> None:  # type: ignore[no-untyped-def]
+    """No skill knows the question, so the language model answers (here the offline engine). Its first
+    sentence is synthesised while the wearer is silent (the turn hold), not after the turn ends."""
+    caplog.set_level(logging.DEBUG, logger="companion.session.reply")
+    rig = await rig_factory("What's the capital of France?")
+    rig.link.speak(speech(silence_s=0.4))  # past the end of speech: five unknown words are held
+    await until(lambda: rig.session.player.prefetch, 2, "the first sentence synthesised in the hold")
+    rig.link.speak(np.zeros(int(1.5 * SAMPLE_RATE), np.int16))  # the hold runs out: the turn ends
+    reply = await rig.next(ReplyEvent)
+    timings = await rig.next(TurnTimings)
+    assert reply.intent == "fallback" and timings.speculative
+    first = rig.tts.spoken[0]
+    assert reply.text.startswith(first) and rig.tts.spoken.count(first) == 1  # synthesised once
+    spoken = [r.getMessage() for r in caplog.records if "speaking" in r.getMessage()]
+    assert spoken[0].endswith("(prepared)"), spoken
 
 
 async def test_the_volume_skill_acts_through_the_session_commands(rig_factory) -> None:  # type: ignore[no-untyped-def]

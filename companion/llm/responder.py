@@ -16,7 +16,9 @@ Who records what in the `Conversation` (the contract the session relies on):
   `last_error`; the apology is not recorded (an unanswered question merges with the next one).
 
 Speculation: `prepare(text)` matches the skills without side effects and, when no skill matches,
-starts the LLM request in a background task that buffers deltas without touching memory. Pass the
+starts the LLM request in a background task that buffers deltas without touching memory (with no LLM
+configured, the offline engine's answer: it has no side effect when no skill matches). `peek()` lets the
+session read the buffered words early, to synthesise the first sentence while the wearer is silent. Pass the
 result to `respond(text, prepared=...)` if the transcript did not change, else `await prepared.aclose()`
 (cancels the request and releases its connection at once). A prepared reply made before the
 conversation changed is discarded by `respond()`.
@@ -64,6 +66,10 @@ class PreparedReply:
         self.revision = revision
         self.closed = False
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._seen: list[str] = []  # every delta so far, for `peek()`
+        self._done = False
+        self.complete = False  # the whole reply is buffered, without error
+        self._grew = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         if source is not None:
             self._task = asyncio.get_running_loop().create_task(self._pump(source), name="llm-prefetch")
@@ -78,10 +84,29 @@ class PreparedReply:
             async with contextlib.aclosing(source) as deltas:
                 async for delta in deltas:
                     self._queue.put_nowait(delta)
+                    self._seen.append(delta)
+                    self._grew.set()
         except Exception as e:  # handed to the consumer, which raises it in its own task
             self._queue.put_nowait(e)
         else:
             self._queue.put_nowait(_END)
+            self.complete = True
+        finally:
+            self._done = True
+            self._grew.set()
+
+    async def peek(self) -> AsyncGenerator[str, None]:
+        """The deltas so far and as they come, without consuming them (`deltas()` still yields them all).
+        Ends when the reply is complete, failed or cancelled; a reader that only looks ahead."""
+        i = 0
+        while True:
+            while i < len(self._seen):
+                i += 1
+                yield self._seen[i - 1]
+            if self._done or self._task is None:
+                return
+            self._grew.clear()
+            await self._grew.wait()
 
     async def deltas(self) -> AsyncGenerator[str, None]:
         """The buffered then live deltas of the prefetched reply."""
@@ -131,8 +156,12 @@ class Responder:
         text = user_text.strip()
         skill = self.skills.match(text) if text else None
         source = None
-        if text and skill is None and prefetch_llm and self.llm is not self.skills:
-            source = self.llm.stream(self.conversation.messages(pending_user=text))
+        if text and skill is None and prefetch_llm:
+            messages = self.conversation.messages(pending_user=text)
+            # The offline engine too, when what it will read (an unanswered question merges with this one)
+            # matches no skill: then its answer has no side effect.
+            if self.llm is not self.skills or self.skills.match(messages[-1].content) is None:
+                source = self.llm.stream(messages)
         return PreparedReply(text, skill, self.conversation.revision, source)
 
     def respond(self, user_text: str, prepared: PreparedReply | None = None) -> AsyncGenerator[str, None]:

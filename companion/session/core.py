@@ -329,6 +329,7 @@ class Session:
         log.info("%s heard: %s", self.device, text)
         await self.cancel_reply()
         prepared, self._prepared = self._prepared, None
+        self.player.stop_watching()  # from here the reply reads its words itself
         marks.speculative = prepared is not None and prepared.user_text == text
         self.reply_task = self.spawn(self._reply(text, prepared, marks, self.turns), "reply")
 
@@ -355,6 +356,8 @@ class Session:
         self._prepared = self.responder.prepare(text)
         if self._prepared.skill is not None and self._prepared.skill.text:
             self.player.prefetch_first(self._prepared.skill.text)
+        elif self._prepared.source == "llm":
+            self.player.prefetch_first_of(self._prepared)
 
     async def _drop_speculation(self) -> None:
         prepared, self._prepared = self._prepared, None

@@ -24,7 +24,7 @@ from companion.audio.silence import trim_leading_silence
 from companion.events import TurnTimings
 from companion.link.base import SAMPLE_RATE, HeadsetLink, PlaybackReport, PlaybackStatus
 from companion.llm.base import LLMTimeout
-from companion.llm.responder import apology
+from companion.llm.responder import PreparedReply, apology
 from companion.protocol import PlaybackEvent
 from companion.session.mic import MicPath
 from companion.tts.base import TTSEngine
@@ -113,6 +113,7 @@ class ReplyPlayer:
         self._on_speaking = on_speaking
         self.device = device
         self.prefetch: dict[str, asyncio.Task[list[np.ndarray]]] = {}
+        self._watcher: asyncio.Task[None] | None = None  # reads a prepared LLM reply for its first sentence
         self._drained = asyncio.Event()
         self._played_started = asyncio.Event()
         self._t_played: float | None = None
@@ -133,6 +134,28 @@ class ReplyPlayer:
         if first:
             self.prefetch[first[0]] = self._spawn(self.synthesise(first[0]), "tts-prefetch")
 
+    def prefetch_first_of(self, prepared: PreparedReply) -> None:
+        """Synthesise the first sentence of a prepared LLM reply as soon as its words are in, while the
+        wearer is silent: during a hold or a pause that ends the turn, the reply's first audio is ready."""
+        self.stop_watching()
+        self._watcher = self._spawn(self._first_sentence_of(prepared), "tts-prefetch-llm")
+
+    async def _first_sentence_of(self, prepared: PreparedReply) -> None:
+        chunker = SentenceChunker()  # cuts as speak() will: the same deltas give the same first sentence
+        async with contextlib.aclosing(prepared.peek()) as deltas:
+            async for delta in deltas:
+                if sentences := chunker.feed(delta):
+                    self.prefetch_sentence(sentences[0], "tts-prefetch")
+                    return
+        if prepared.complete and (sentences := chunker.flush()):  # a reply of one unfinished sentence
+            self.prefetch_sentence(sentences[0], "tts-prefetch")
+
+    def stop_watching(self) -> None:
+        """The turn has ended (its reply reads the words itself) or the speculation is dropped."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
     def prefetch_apology(self) -> None:
         """The LLM is slow: synthesise its time-out apology now, so it plays at once if the limit passes."""
         chunker = SentenceChunker()
@@ -140,6 +163,7 @@ class ReplyPlayer:
             self.prefetch_sentence(sentence, "tts-fallback")
 
     def drop_prefetch(self) -> None:
+        self.stop_watching()
         for task in self.prefetch.values():
             task.cancel()
         self.prefetch.clear()
