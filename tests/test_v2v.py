@@ -32,3 +32,24 @@ def test_early_answer_is_flagged() -> None:
     right[16000:20000] = _tone(0.25)
     (turn,) = voice_to_voice(left, right)
     assert turn.answered_early and turn.latency_ms < 0
+
+
+def test_a_click_after_the_words_does_not_move_the_end_of_speech() -> None:
+    """A 20 ms knock 0.9 s after the last word is not speech: the reply after the words is not early."""
+    left = np.zeros(16000 * 4, np.int16)
+    right = np.zeros_like(left)
+    left[16000:32000] = _tone(1.0)  # speech 1.0-2.0 s
+    left[46400:46720] = _tone(0.02)  # a click at 2.9 s
+    right[16000 * 2 + 4800 : 16000 * 3] = _tone(0.7)  # the reply, 300 ms after the words
+    (turn,) = voice_to_voice(left, right, merge_gap_s=1.5)
+    assert turn.speech_end_s == 2.0 and turn.latency_ms == 300.0 and not turn.answered_early
+
+
+def test_a_short_sound_close_to_speech_is_kept() -> None:
+    """A consonant's release 100 ms after a word is part of the speech."""
+    left = np.zeros(16000 * 4, np.int16)
+    right = np.zeros_like(left)
+    left[16000:32000] = _tone(1.0)
+    left[33600:34240] = _tone(0.04)  # 2.1-2.14 s
+    (turn,) = voice_to_voice(left, right)
+    assert turn.speech_end_s == 2.14

@@ -42,10 +42,30 @@ def _active(pcm: np.ndarray, rate: int, threshold_dbfs: float) -> np.ndarray:
     return 20 * np.log10(rms) > threshold_dbfs
 
 
-def _segments(active: np.ndarray, merge_gap_s: float, min_len_s: float) -> list[tuple[int, int]]:
-    """[start, end) window indices of active runs, merging gaps shorter than ``merge_gap_s``."""
+def _without_clicks(runs: list[tuple[int, int]], click_s: float, apart_s: float) -> list[tuple[int, int]]:
+    """Drop active runs shorter than `click_s` that stand at least `apart_s` from any other run: a click
+    or a knock in the room, not a word (a short sound inside speech, such as a consonant's release, has
+    speech close by). Without this, a click 0.9 s after the last word moved the end of the speech there."""
+    short, apart = click_s / WINDOW_S, apart_s / WINDOW_S
+    kept = []
+    for i, (a, b) in enumerate(runs):
+        before = a - runs[i - 1][1] if i else np.inf
+        after = runs[i + 1][0] - b if i + 1 < len(runs) else np.inf
+        if b - a < short and before >= apart and after >= apart:
+            continue
+        kept.append((a, b))
+    return kept
+
+
+def _segments(
+    active: np.ndarray, merge_gap_s: float, min_len_s: float, click_s: float = 0.0, apart_s: float = 0.3
+) -> list[tuple[int, int]]:
+    """[start, end) window indices of active runs, merging gaps shorter than ``merge_gap_s``, after dropping
+    isolated runs shorter than ``click_s``."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], active.astype(np.int8), [0]))))
-    runs = list(zip(edges[::2], edges[1::2], strict=True))
+    runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    if click_s > 0:
+        runs = _without_clicks(runs, click_s, apart_s)
     merged: list[list[int]] = []
     gap = int(merge_gap_s / WINDOW_S)
     for a, b in runs:
@@ -64,9 +84,11 @@ def voice_to_voice(
     threshold_dbfs: float = -45.0,
     merge_gap_s: float = 0.8,
     min_speech_s: float = 0.2,
+    click_s: float = 0.05,
 ) -> list[TurnLatency]:
-    """One entry per utterance of the wearer, in order."""
-    speech = _segments(_active(left, rate, threshold_dbfs), merge_gap_s, min_speech_s)
+    """One entry per utterance of the wearer, in order. Sounds under `click_s` with no other sound within
+    0.3 s are not speech (see `_without_clicks`)."""
+    speech = _segments(_active(left, rate, threshold_dbfs), merge_gap_s, min_speech_s, click_s)
     reply_active = _active(right, rate, threshold_dbfs)
     out = []
     for i, (a, b) in enumerate(speech):
