@@ -331,6 +331,30 @@ async def test_resumed_speech_cancels_the_speculative_model_call():
     assert not det._tasks
 
 
+async def test_held_is_when_the_model_has_answered_not_finished():
+    """What waits on `held()` (a speculative reply's synthesis) runs once the turn is held: not at a pause
+    that ends the turn, not while the model is still thinking."""
+    model = ScriptedModel({1: 0.2, 2: 0.9})
+    model.gate = asyncio.Event()
+    det = detector(ScriptedSTT({1: "What is that?", 2: "What is the date today?"}), model)
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(0.8), quiet(0.3)]))
+        assert model.calls == [1]
+        waiter = asyncio.ensure_future(det.held())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiter.done()  # the model is still thinking
+        model.gate.set()
+        await asyncio.wait_for(waiter, 1)  # it said "not finished": the turn is held
+        await r.feed(np.concatenate([speech(0.8), quiet(0.3)]))  # the wearer goes on; this ends the turn
+        [turn] = r.turns
+        assert turn.reason == "audio"
+        assert not det._holding.is_set()
+    finally:
+        await det.aclose()
+
+
 class DraftingSTT(ScriptedSTT):
     """As ScriptedSTT, with the local Whisper's kinds of pass (`apass`): a draft of a text in `suspect`
     comes back flagged, a re-read gives `reread[n]`; `after` (committed words) must stay empty here."""

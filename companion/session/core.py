@@ -357,7 +357,9 @@ class Session:
         if self._prepared.skill is not None and self._prepared.skill.text:
             self.player.prefetch_first(self._prepared.skill.text)
         elif self._prepared.source == "llm":
-            self.player.prefetch_first_of(self._prepared)
+            self.player.prefetch_first_of(
+                self._prepared, when_free=self.detector.held if self.detector is not None else None
+            )
 
     async def _drop_speculation(self) -> None:
         prepared, self._prepared = self._prepared, None

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,21 +134,33 @@ class ReplyPlayer:
         if first:
             self.prefetch[first[0]] = self._spawn(self.synthesise(first[0]), "tts-prefetch")
 
-    def prefetch_first_of(self, prepared: PreparedReply) -> None:
-        """Synthesise the first sentence of a prepared LLM reply as soon as its words are in, while the
-        wearer is silent: during a hold or a pause that ends the turn, the reply's first audio is ready."""
+    def prefetch_first_of(
+        self, prepared: PreparedReply, *, when_free: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Synthesise the first sentence of a prepared LLM reply once its words are in and `when_free`
+        has returned: the turn detector holding the turn open (`TurnDetector.held`), so the reply's first
+        audio is ready when the hold ends. Started at every pause instead, the synthesis competed with
+        the transcript and the audio model on two cores and delayed the end of the turn it prepared for."""
         self.stop_watching()
-        self._watcher = self._spawn(self._first_sentence_of(prepared), "tts-prefetch-llm")
+        self._watcher = self._spawn(self._first_sentence_of(prepared, when_free), "tts-prefetch-llm")
 
-    async def _first_sentence_of(self, prepared: PreparedReply) -> None:
+    async def _first_sentence_of(
+        self, prepared: PreparedReply, when_free: Callable[[], Awaitable[None]] | None
+    ) -> None:
         chunker = SentenceChunker()  # cuts as speak() will: the same deltas give the same first sentence
+        first: str | None = None
         async with contextlib.aclosing(prepared.peek()) as deltas:
             async for delta in deltas:
                 if sentences := chunker.feed(delta):
-                    self.prefetch_sentence(sentences[0], "tts-prefetch")
-                    return
-        if prepared.complete and (sentences := chunker.flush()):  # a reply of one unfinished sentence
-            self.prefetch_sentence(sentences[0], "tts-prefetch")
+                    first = sentences[0]
+                    break
+        if first is None and prepared.complete and (sentences := chunker.flush()):
+            first = sentences[0]  # a reply of one unfinished sentence
+        if first is None:
+            return
+        if when_free is not None:
+            await when_free()
+        self.prefetch_sentence(first, "tts-prefetch")
 
     def stop_watching(self) -> None:
         """The turn has ended (its reply reads the words itself) or the speculation is dropped."""

@@ -167,6 +167,7 @@ class TurnDetector(WakeGating):
         self._clock = clock
         self._queue: asyncio.Queue[TurnEvent | _Failure | _Closed] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._holding = asyncio.Event()  # the turn now ending is held (see `held`)
         self._turn_start: int | None = None
         self._prefix: Prefix | None = None  # the turn's committed start (see companion.stt.prefix)
         self._background: _Job | None = None  # a stale draft left to finish for the prefix
@@ -242,6 +243,7 @@ class TurnDetector(WakeGating):
             elif self._ending is not None:
                 log.debug("speech resumed after a fragment: the turn continues")
                 self._ending = None
+                self._holding.clear()
             self._drop_spec(keep=True)
             if self._turn_start is None:
                 self._onset, self._t_onset = ev.sample, ev.t
@@ -276,6 +278,15 @@ class TurnDetector(WakeGating):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def held(self) -> None:
+        """Wait until the turn now ending is held for more speech (`unsure_ms`) and none of this detector's
+        transcription or audio-model jobs is running. That silence is long and idle enough for work that
+        can wait, such as synthesising a speculative reply: done at every pause, on two cores it slowed the
+        decisions it was preparing for (docs/benchmarks.md, "First sentence during the hold")."""
+        await self._holding.wait()
+        while pending := [task for task in self._tasks if not task.done()]:
+            await asyncio.wait(pending)
 
     async def _warm(self) -> None:
         aload = getattr(self.end_model, "aload", None)
@@ -427,6 +438,8 @@ class TurnDetector(WakeGating):
     def _wait(self, ending: _Ending, wait_s: float, reason: str) -> None:
         """Offer the transcript, then wait for more speech or for `wait_s` of silence."""
         ending.wait_s, ending.reason = wait_s, reason
+        if reason == "held":
+            self._holding.set()
         if not ending.job.offered:
             ending.job.offered = True
             result = ending.job.result
@@ -470,6 +483,7 @@ class TurnDetector(WakeGating):
         )
 
     def _reset(self) -> None:
+        self._holding.clear()
         self._turn_start = None
         self._prefix = None
         self._background = None
