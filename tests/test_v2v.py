@@ -35,11 +35,13 @@ def test_early_answer_is_flagged() -> None:
 
 
 def test_a_click_after_the_words_does_not_move_the_end_of_speech() -> None:
-    """A 20 ms knock 0.9 s after the last word is not speech: the reply after the words is not early."""
+    """A knock 0.9 s after the last word (two blips 30 ms apart, as in a recording of the real-speech set) is
+    not speech: the reply after the words is not early."""
     left = np.zeros(16000 * 4, np.int16)
     right = np.zeros_like(left)
     left[16000:32000] = _tone(1.0)  # speech 1.0-2.0 s
     left[46400:46720] = _tone(0.02)  # a click at 2.9 s
+    left[47200:47360] = _tone(0.01)  # and its rebound at 2.95 s
     right[16000 * 2 + 4800 : 16000 * 3] = _tone(0.7)  # the reply, 300 ms after the words
     (turn,) = voice_to_voice(left, right, merge_gap_s=1.5)
     assert turn.speech_end_s == 2.0 and turn.latency_ms == 300.0 and not turn.answered_early
@@ -53,3 +55,10 @@ def test_a_short_sound_close_to_speech_is_kept() -> None:
     left[33600:34240] = _tone(0.04)  # 2.1-2.14 s
     (turn,) = voice_to_voice(left, right)
     assert turn.speech_end_s == 2.14
+
+
+def test_a_short_word_said_alone_is_speech() -> None:
+    left = np.zeros(16000 * 3, np.int16)
+    left[16000:18400] = _tone(0.15)  # "yes": 150 ms
+    (turn,) = voice_to_voice(left, np.zeros_like(left), min_speech_s=0.1)
+    assert turn.speech_start_s == 1.0 and abs(turn.speech_end_s - 1.15) < 1e-9

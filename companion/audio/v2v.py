@@ -43,25 +43,25 @@ def _active(pcm: np.ndarray, rate: int, threshold_dbfs: float) -> np.ndarray:
 
 
 def _without_clicks(runs: list[tuple[int, int]], click_s: float, apart_s: float) -> list[tuple[int, int]]:
-    """Drop active runs shorter than `click_s` that stand at least `apart_s` from any other run: a click
-    or a knock in the room, not a word (a short sound inside speech, such as a consonant's release, has
-    speech close by). Without this, a click 0.9 s after the last word moved the end of the speech there."""
+    """Drop bursts of sound lasting under `click_s` (first to last active window) with no other sound within
+    `apart_s`: a click or a knock in the room, not a word (a word said alone lasts longer, and a short sound
+    inside speech, such as a consonant's release, has speech close by). Without this, a knock 0.9 s after
+    the last word (two blips 30 ms apart) moved the end of the speech there."""
     short, apart = click_s / WINDOW_S, apart_s / WINDOW_S
-    kept = []
-    for i, (a, b) in enumerate(runs):
-        before = a - runs[i - 1][1] if i else np.inf
-        after = runs[i + 1][0] - b if i + 1 < len(runs) else np.inf
-        if b - a < short and before >= apart and after >= apart:
-            continue
-        kept.append((a, b))
-    return kept
+    bursts: list[list[tuple[int, int]]] = []
+    for run in runs:
+        if bursts and run[0] - bursts[-1][-1][1] < apart:
+            bursts[-1].append(run)
+        else:
+            bursts.append([run])
+    return [run for burst in bursts if burst[-1][1] - burst[0][0] >= short for run in burst]
 
 
 def _segments(
     active: np.ndarray, merge_gap_s: float, min_len_s: float, click_s: float = 0.0, apart_s: float = 0.3
 ) -> list[tuple[int, int]]:
     """[start, end) window indices of active runs, merging gaps shorter than ``merge_gap_s``, after dropping
-    isolated runs shorter than ``click_s``."""
+    isolated bursts shorter than ``click_s``."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], active.astype(np.int8), [0]))))
     runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
     if click_s > 0:
@@ -84,10 +84,10 @@ def voice_to_voice(
     threshold_dbfs: float = -45.0,
     merge_gap_s: float = 0.8,
     min_speech_s: float = 0.2,
-    click_s: float = 0.05,
+    click_s: float = 0.1,
 ) -> list[TurnLatency]:
-    """One entry per utterance of the wearer, in order. Sounds under `click_s` with no other sound within
-    0.3 s are not speech (see `_without_clicks`)."""
+    """One entry per utterance of the wearer, in order. A burst of sound under `click_s` with no other sound
+    within 0.3 s is not speech (see `_without_clicks`)."""
     speech = _segments(_active(left, rate, threshold_dbfs), merge_gap_s, min_speech_s, click_s)
     reply_active = _active(right, rate, threshold_dbfs)
     out = []
