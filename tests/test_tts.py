@@ -325,9 +325,30 @@ async def test_espeak_cancel_kills_the_process():
     assert _espeak_children()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
+        await asyncio.wait_for(task, 10)
     assert not _espeak_children()
     assert len(await synthesize(engine, "Still working.")) > RATE // 2
+
+
+async def test_espeak_cancel_ends_even_when_the_consumer_stopped_reading():
+    """A stalled consumer lets stdout's buffer fill and pause reading; cancelling must still end."""
+    engine = EspeakTTS()
+    long_text = "This is a very long answer that keeps going. " * 200
+    got_first = asyncio.Event()
+
+    async def consume() -> None:
+        async with aclosing(engine.stream(long_text)) as chunks:
+            async for _ in chunks:
+                got_first.set()
+                await asyncio.Event().wait()  # never reads again
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(got_first.wait(), 10)
+    await asyncio.sleep(0.5)  # espeak-ng fills the pipe and the reader's buffer long before this
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert not _espeak_children()
 
 
 async def test_espeak_errors_are_typed(monkeypatch, tmp_path):

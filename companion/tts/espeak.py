@@ -121,7 +121,9 @@ class EspeakTTS:
         finally:
             if proc.returncode is None:
                 proc.kill()
-                await proc.wait()
+            # Drain the pipes rather than only wait(): a consumer that fell behind leaves stdout's
+            # reader paused on a full buffer, and wait() would then never see the pipe close.
+            await proc.communicate()
 
     async def _pcm(self, stdout: asyncio.StreamReader) -> AsyncGenerator[np.ndarray, None]:
         """Parse the WAV header, then resample the PCM body as it streams in."""
