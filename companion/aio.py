@@ -5,6 +5,11 @@ OpenAI backend) and owned task sets and drop-oldest queues several times; one ve
 they behave alike and are tested once (tests/test_aio.py). The retry policies are tenacity's; the waits
 below are tenacity wait strategies, so they plug into ``AsyncRetrying`` or, through :class:`Backoff`, into a
 loop that is not one retried call (a reconnect loop whose count starts over after each good connection).
+
+Timeouts on the reply and link paths use ``asyncio.timeout``, not ``asyncio.wait_for``: on Python 3.11,
+wait_for returns the result and drops a cancellation that arrives in the same loop step as the awaited
+thing completing (CPython gh-86296, fixed in 3.12), which lost a barge-in when the speaker's queue made
+room just then.
 """
 
 from __future__ import annotations

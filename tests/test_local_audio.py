@@ -385,6 +385,21 @@ async def test_cancelled_play_lets_the_queue_drain(pulse_null: PulseNull) -> Non
 
 
 @pytest.mark.slow
+async def test_cancel_as_the_queue_makes_room_still_cancels(pulse_null: PulseNull) -> None:
+    """A barge-in cancelling the sender in the loop step in which the playout queue made room (the
+    race on which Python 3.11's wait_for drops the cancellation) still stops the reply."""
+    pcm = _utterance(6.0, 12.0).pcm()
+    async with Loopback(pulse_null) as lb:
+        player = asyncio.create_task(lb.link.play(_chunks(pcm)))
+        await lb.wait_event(PlaybackEvent.STARTED, 3)
+        await until(lambda: lb.link._playout is not None and lb.link._playout.want_room, 3, "a full queue")
+        lb.link._room.set()  # what the audio callback does when the queue drains below the lead
+        player.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(player, 2)
+
+
+@pytest.mark.slow
 async def test_close_leaves_no_threads_streams_or_tasks(pulse_null: PulseNull) -> None:
     threads = _threads()
     link = LocalAudioLink(pulse_null.device, pulse_null.device)

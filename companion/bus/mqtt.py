@@ -268,7 +268,8 @@ class MqttBridge:
             log.log(level, "MQTT: %s; retrying in %.2f s (%d waiting)", error, delay, len(self._outbox))
             last_error = error
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
 
     async def _connect_once(self) -> tuple[bool, str | None]:
         """One connection from connect to loss (or clean close): (did it connect, what went wrong)."""

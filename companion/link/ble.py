@@ -183,7 +183,8 @@ class BleHeadsetLink(HeadsetLink):
         return self._connected.is_set()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
 
     # -- connecting --------------------------------------------------------------------------------
     async def _connect(self) -> None:

@@ -399,7 +399,8 @@ class LocalAudioLink(HeadsetLink):
             if playout.queued <= playout.lead:  # the callback drained it before it saw want_room
                 break
             try:
-                await asyncio.wait_for(self._room.wait(), self.options.stall_timeout_s)
+                async with asyncio.timeout(self.options.stall_timeout_s):  # not wait_for: see aio.py
+                    await self._room.wait()
             except TimeoutError:
                 if time.monotonic() - playout.last_callback >= self.options.stall_timeout_s:
                     raise LinkError(

@@ -164,7 +164,8 @@ class RemoteTTS:
                 break
             audio = endpoint.client.synthesize(text)
             try:
-                first = await asyncio.wait_for(anext(audio), timeout=left)
+                async with asyncio.timeout(left):
+                    first = await anext(audio)
             except StopAsyncIteration:
                 endpoint.mark(True)
                 return

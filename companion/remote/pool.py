@@ -89,7 +89,8 @@ class EndpointPool(Generic[C]):
                 errors.append(f"{endpoint.url}: not tried, {budget:.1f} s deadline passed")
                 continue
             try:
-                result = await asyncio.wait_for(request(endpoint.client), timeout=left)
+                async with asyncio.timeout(left):
+                    result = await request(endpoint.client)
             except asyncio.CancelledError:
                 raise
             except TimeoutError:
@@ -106,7 +107,8 @@ class EndpointPool(Generic[C]):
     async def check(self, endpoint: Endpoint[C]) -> bool:
         """Probe one endpoint now and record the outcome."""
         try:
-            await asyncio.wait_for(self.probe(endpoint.client), timeout=self.probe_timeout_s)
+            async with asyncio.timeout(self.probe_timeout_s):
+                await self.probe(endpoint.client)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

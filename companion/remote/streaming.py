@@ -62,9 +62,10 @@ class StreamedTranscription:
                     self._failed = True
                     return
                 self._endpoint = healthy[0]
-                opened: WyomingTranscription = await asyncio.wait_for(
-                    self._endpoint.client.open_transcription(self._stt.language), self._stt.pool.deadline_s
-                )
+                async with asyncio.timeout(self._stt.pool.deadline_s):
+                    opened: WyomingTranscription = await self._endpoint.client.open_transcription(
+                        self._stt.language
+                    )
                 stream = self._stream = opened
                 self.streamed_to = self._endpoint.url
                 pcm = np.concatenate(self._parts)
@@ -82,7 +83,8 @@ class StreamedTranscription:
         if self._stream is not None and not self._failed:
             stream, self._stream = self._stream, None
             try:
-                text = await asyncio.wait_for(stream.finish(), self._stt.pool.deadline_s)
+                async with asyncio.timeout(self._stt.pool.deadline_s):
+                    text = await stream.finish()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -230,7 +230,8 @@ class HeadsetSatellite:
             report = await self.link.play(chunks())
             # `played` means heard: wait for the headset to drain its buffer (bounded by the audio's length).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), timeout=report.seconds_sent + 1.0)
+                async with asyncio.timeout(report.seconds_sent + 1.0):
+                    await self._drained.wait()
         except LinkError as exc:
             log.warning("%s: playback failed: %s", self.link.info.address, exc)
         self.set_state(
