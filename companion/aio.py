@@ -121,6 +121,22 @@ def request_policy(
 
 
 # -- owned tasks ---------------------------------------------------------------------------------------
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended; its own CancelledError is expected and swallowed.
+
+    ``with suppress(CancelledError): await task`` would also swallow the caller's cancellation when the
+    caller is cancelled during that wait (a barge-in while a reply's producer winds down), so the caller
+    ran on. Here the caller's own cancellation is re-raised.
+    """
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
 class TaskSet:
     """Tasks with one owner: :meth:`spawn` tracks a task until it ends (logging a crash), :meth:`aclose`
     cancels every one still running and waits until they have ended, so none outlives its owner."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from companion.aio import cancel_and_wait
 from companion.audio.v2v import voice_to_voice
 from companion.audio.wav import load_wav
 from companion.config import Config
@@ -186,9 +187,7 @@ async def run_demo(options: DemoOptions, config: Config, progress: Callable[[str
                         await _wait_for_timers(session, events, options.as_json)
                 finally:
                     headset.stop_recording()
-                    session_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await session_task
+                    await cancel_and_wait(session_task)
                 counters = link.counters()
         _report(turns, options, record_path, counters)
         if options.record is None:

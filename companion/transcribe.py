@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from companion.aio import cancel_and_wait
 from companion.audio.wav import SAMPLE_RATE, check_wav, load_wav
 from companion.config import Config
 from companion.engines import EngineUnavailable
@@ -71,9 +71,7 @@ async def through_headset(pcm: np.ndarray, *, codec: str, loss: float) -> tuple[
                 await headset.mic.say(pcm)
                 await asyncio.sleep(0.3)  # the last packets in flight and the reorder window
             finally:
-                collector.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await collector
+                await cancel_and_wait(collector)
             counters = link.counters()
     audio = np.concatenate(heard[started:]) if heard else np.zeros(0, np.int16)
     return audio, counters

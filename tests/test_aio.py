@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from tenacity import RetryCallState
 
-from companion.aio import Backoff, DropOldestQueue, TaskSet, request_policy, wait_backoff
+from companion.aio import Backoff, DropOldestQueue, TaskSet, cancel_and_wait, request_policy, wait_backoff
 
 
 def _state(n: int) -> RetryCallState:
@@ -115,3 +115,43 @@ async def test_drop_oldest_queue_keeps_the_newest() -> None:
     assert await q.get() == 7
     with pytest.raises(ValueError):
         DropOldestQueue(0)
+
+
+async def test_cancel_and_wait_ends_the_task_and_keeps_the_callers_cancellation():
+    ended = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.05)  # winding down takes a while
+            ended.set()
+
+    task = asyncio.create_task(slow_to_stop())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)  # its own cancellation is expected: no error
+    assert task.cancelled() and ended.is_set()
+
+    inner = asyncio.create_task(slow_to_stop())
+    await asyncio.sleep(0)
+
+    async def caller() -> str:
+        await cancel_and_wait(inner)
+        return "ran on"  # what suppress(CancelledError) would have let happen
+
+    outer = asyncio.create_task(caller())
+    await asyncio.sleep(0.01)  # the caller waits for the inner task to wind down
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert inner.done()
+
+
+async def test_cancel_and_wait_surfaces_a_crash():
+    async def crash() -> None:
+        raise ValueError("boom")
+
+    task = asyncio.create_task(crash())
+    await asyncio.sleep(0)
+    with pytest.raises(ValueError, match="boom"):
+        await cancel_and_wait(task)

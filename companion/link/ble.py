@@ -30,7 +30,7 @@ from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
 from bleak_retry_connector import establish_connection
 
-from companion.aio import DropOldestQueue, reconnect_policy
+from companion.aio import DropOldestQueue, cancel_and_wait, reconnect_policy
 from companion.protocol import (
     Abort,
     Capabilities,
@@ -162,9 +162,7 @@ class BleHeadsetLink(HeadsetLink):
     async def aclose(self) -> None:
         self._closing = True
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await cancel_and_wait(self._supervisor)
             self._supervisor = None
         client, self._client = self._client, None
         if client is not None:

@@ -11,12 +11,13 @@ turn retries), so a server that comes back is used at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from companion.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,7 @@ class EndpointPool(Generic[C]):
     async def aclose(self) -> None:
         task, self._prober = self._prober, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
 
 def _describe(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from companion.aio import TaskSet
+from companion.aio import TaskSet, cancel_and_wait
 from companion.announcements import Announcements
 from companion.audio import earcons
 from companion.config import Config
@@ -415,13 +415,7 @@ class Session:
     async def cancel_reply(self) -> None:
         task, self.reply_task = self.reply_task, None
         if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # we are being cancelled ourselves (the service stops during a barge-in)
+            await cancel_and_wait(task)  # re-raises if we are cancelled ourselves (the service stops)
 
     async def barge_in(self, why: str, *, clear: bool = True) -> None:
         """Stop the reply now: cancel LLM, TTS and sending, flush the headset, keep what was heard.

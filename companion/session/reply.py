@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from companion.aio import cancel_and_wait
 from companion.audio import earcons
 from companion.audio.silence import trim_leading_silence
 from companion.events import TurnTimings
@@ -207,9 +208,7 @@ class ReplyPlayer:
                     yield chunk
             await producer  # surface its errors
         finally:
-            producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
+            await cancel_and_wait(producer)
 
     async def _audio_for(self, sentence: str, marks: Milestones) -> list[np.ndarray]:
         marks.first_sentence = marks.first_sentence or time.monotonic()

@@ -34,6 +34,7 @@ from wyoming.vad import VoiceStarted, VoiceStopped
 from wyoming.wake import Detection
 
 from companion import __version__
+from companion.aio import cancel_and_wait
 from companion.link.base import ButtonEvent, HeadsetLink, LinkError, PlaybackStatus
 from companion.protocol import Button, DeviceState, PlaybackEvent
 from companion.wyoming.audio import CHANNELS, SAMPLE_RATE, WIDTH, InputConverter
@@ -242,9 +243,7 @@ class HeadsetSatellite:
     async def _stop_playback(self) -> None:
         player, self._player, self._playback = self._player, None, None
         if player is not None and not player.done():
-            player.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await player
+            await cancel_and_wait(player)
 
 
 class SatelliteHandler(AsyncEventHandler):
