@@ -15,6 +15,7 @@ import pytest
 
 from companion.audio.vad import Endpointer
 from companion.stt.turn import Hypothesis, SpeechDropped, SpeechStarted, Turn, TurnDetector, text_cue
+from companion.stt.turn_jobs import _Failure
 from companion.stt.whisper import Transcript
 
 SR = 16000
@@ -456,3 +457,54 @@ async def test_committing_is_off_by_default():
     )
     assert [t.text for t in r.turns] == ["Set a timer for ten minutes."]
     assert all(after == "" for _kind, after, _n in stt.passes)
+
+
+class FlakySTT(ScriptedSTT):
+    """`ScriptedSTT` whose server is down for the first `failures` calls (refused at once)."""
+
+    def __init__(self, texts: dict[int, str], failures: int) -> None:
+        super().__init__(texts)
+        self.failures = failures
+
+    async def atranscribe(self, pcm: np.ndarray) -> Transcript:
+        if self.failures > 0:
+            self.failures -= 1
+            self.calls.append(-1)
+            raise ConnectionRefusedError("server down")
+        return await super().atranscribe(pcm)
+
+
+def failures(r: Run) -> list[_Failure]:
+    return [e for e in r.events if isinstance(e, _Failure)]
+
+
+async def test_a_draft_that_fails_while_the_wearer_goes_on_loses_nothing():
+    """The recogniser fails on the draft made at a pause inside the utterance: nothing is raised while the
+    wearer speaks on (the session would talk over them), and the turn's own transcription is heard."""
+    stt = FlakySTT({2: "What time is it?"}, failures=1)
+    r = await run(detector(stt), quiet(0.3), speech(0.4), quiet(0.12), speech(0.5), quiet(1.5))
+    [turn] = r.turns
+    assert turn.text == "What time is it?"
+    assert stt.calls[0] == -1 and stt.calls[-1] == 2
+    assert not failures(r)
+
+
+async def test_a_failed_draft_at_the_end_is_tried_again_and_a_failed_final_is_raised():
+    """A draft at the final pause that failed is transcribed again when the speech ends (a server may be
+    back); when that fails too, the failure reaches the consumer of events() once the wearer is silent."""
+    stt = FlakySTT({1: "What time is it?"}, failures=1)
+    r = await run(detector(stt), quiet(0.3), speech(0.8), quiet(1.5))
+    [turn] = r.turns
+    assert turn.text == "What time is it?" and stt.calls == [-1, 1] and not failures(r)
+
+    down = FlakySTT({1: "What time is it?"}, failures=5)
+    det = detector(down)
+    r = Run(det)
+    await r.feed(np.concatenate([quiet(0.3), speech(0.8)]))
+    await r.feed(quiet(0.1))  # the draft at the pause fails: not surfaced while the end is open
+    assert down.calls == [-1] and not failures(r)
+    await r.feed(quiet(1.0))
+    await det.aclose()
+    [failure] = failures(r)
+    assert isinstance(failure.error, ConnectionRefusedError)
+    assert down.calls == [-1, -1] and not r.turns

@@ -262,7 +262,8 @@ class TurnDetector(WakeGating):
                 self._finish_unaddressed(ev.end_sample, ev.t_end_of_speech, ev.t_decided)
                 return
             job = self._spec
-            if job is None or job.start != self._turn_start or job.end != ev.end_sample:
+            stale = job is None or job.start != self._turn_start or job.end != ev.end_sample
+            if job is None or stale or job.error is not None:  # a failed draft: try again now
                 self._drop_spec()
                 job = self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
             self._ending = _Ending(job, ev.t_decided, ev.forced)
@@ -339,6 +340,11 @@ class TurnDetector(WakeGating):
         if job.task is not None and not job.task.done():
             job.task.cancel()  # a queued request is dropped; a running one finishes, unheard
 
+    def _waited_on(self, job: _Job) -> bool:
+        """Whether a turn waits on this job: a final pass, or the draft the ending turn took up. A draft
+        made at a pause (or a wake-mode probe or scan) is only a head start while the wearer may go on."""
+        return not job.draft or (self._ending is not None and self._ending.job is job)
+
     async def _transcribe(self, job: _Job) -> None:
         # Only the local Whisper makes drafts and takes committed words (remote engines: whole turns).
         stt = self.stt
@@ -353,8 +359,13 @@ class TurnDetector(WakeGating):
                 job.result = replace(result, text=join_text(job.after, result.text))
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # surfaced to the consumer of events()
-            self._emit(_Failure(e))
+        except Exception as e:
+            job.error, job.t_done = e, self.now()
+            if self._waited_on(job):
+                self._emit(_Failure(e))  # surfaced to the consumer of events()
+            else:  # the wearer may still be speaking: the end of the turn tries again
+                log.debug("a speculative %s failed, retried at the end of the turn: %s", kind, e)
+                self._forget_wake_job(job)
             return
         job.t_done = self.now()
         if self._wake_job_done(job):

@@ -25,6 +25,7 @@ class _Job:
     after: str = ""  # the committed words, before the audio at `offset`
     tail: str = ""  # the words this pass heard after `after`
     result: Transcript | None = None
+    error: Exception | None = None  # the recogniser failed on a draft nobody waited on yet
     t_done: float = 0.0
     offered: bool = False  # a Hypothesis went out for it
     task: asyncio.Task[None] | None = None

@@ -100,6 +100,14 @@ class WakeGating:
             return False
         return True
 
+    def _forget_wake_job(self, job: _Job) -> None:
+        """A probe or scan failed: the utterance's address is then decided by its own transcript, and
+        a later hop of unaddressed speech may be scanned again."""
+        if job is self._probe:
+            self._probe = None
+        elif job is self._scan:
+            self._scan = None
+
     def _maybe_probe(self) -> None:
         """Transcribe the start of a long utterance whose address is not known yet, or scan the latest
         audio of an unaddressed one for the phrase."""
