@@ -282,3 +282,82 @@ def test_max_utterance_forces_an_end():
     ends = [e for e in events if isinstance(e, EndOfSpeech)]
     assert ends and ends[0].forced
     assert ends[0].t_end_of_speech == pytest.approx(63 * W)  # 2 s rounded up to whole windows
+
+
+# --- lead-in: soft first words the VAD scored as silence -----------------------------------------------
+
+
+def tone(windows: int, rms: float, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, rms, windows * WINDOW).clip(-32768, 32767).astype(np.int16)
+
+
+def first_end(ep: Endpointer, pcm: np.ndarray) -> EndOfSpeech:
+    return next(e for e in run(ep, pcm) if isinstance(e, EndOfSpeech))
+
+
+def lead_in_case(before: np.ndarray, *, room_rms: float = 6.0, **kwargs) -> tuple[Endpointer, np.ndarray]:
+    """2 s of room tone (about -75 dBFS), then `before` (scored as silence), then 20 windows of speech the
+    VAD hears, then silence. The scripted VAD scores only by position."""
+    room = tone(64, room_rms, seed=1)
+    speech = tone(20, 800, seed=2)  # about -32 dBFS
+    pcm = np.concatenate([room, before, speech, tone(30, room_rms, seed=3)])
+    onset = (len(room) + len(before)) // WINDOW
+    probs = [0.02] * onset + [0.9] * 20 + [0.02] * 30
+    return Endpointer(ScriptedVAD(probs), pre_roll_ms=300, **kwargs), pcm
+
+
+def test_soft_first_words_before_the_onset_are_kept():
+    """Words 6-12 dB under the sentence, scored as silence, lead into the onset: the utterance's audio
+    starts before them (with a margin), not at the fixed pre-roll."""
+    soft = np.concatenate([tone(10, 300, seed=4), tone(3, 6, seed=5), tone(12, 400, seed=6)])  # a gap inside
+    ep, pcm = lead_in_case(soft)
+    end = first_end(ep, pcm)
+    words_start = 64 * WINDOW
+    assert end.start_sample == words_start - 1600  # 100 ms before the first soft word
+
+
+def test_room_tone_before_the_onset_keeps_the_plain_pre_roll():
+    ep, pcm = lead_in_case(tone(25, 6, seed=4))
+    end = first_end(ep, pcm)
+    assert end.start_sample == (64 + 25) * WINDOW - 300 * 16
+
+
+def test_a_loud_room_or_a_reply_playing_gives_no_lead_in():
+    """Babble as loud as the soft words is the room, not the wearer (the floor is known after 1 s);
+    while a reply can be interrupted what came before is its echo; and `lead_in_ms=0` turns it off."""
+    loud_room = tone(25, 300, seed=4)
+    ep, pcm = lead_in_case(loud_room, room_rms=300)
+    assert first_end(ep, pcm).start_sample == (64 + 25) * WINDOW - 300 * 16
+    soft = tone(25, 300, seed=4)
+    ep, pcm = lead_in_case(soft)
+    ep.interruptible = True
+    assert first_end(ep, pcm).start_sample == (64 + 25) * WINDOW - 300 * 16
+    ep, pcm = lead_in_case(soft, lead_in_ms=0)
+    assert first_end(ep, pcm).start_sample == (64 + 25) * WINDOW - 300 * 16
+
+
+def test_the_lead_in_stops_at_its_limit_and_at_the_previous_utterance():
+    ep, pcm = lead_in_case(tone(60, 300, seed=4), lead_in_ms=500)  # 1.9 s of soft sound: capped
+    onset = (64 + 60) * WINDOW
+    assert first_end(ep, pcm).start_sample == onset - 300 * 16 - 500 * 16
+    # Two utterances 0.6 s apart with soft sound between: the second's lead-in stops where the first's
+    # audio ended.
+    probs = [0.02] * 64 + [0.9] * 20 + [0.02] * 20 + [0.9] * 20 + [0.02] * 30
+    pcm = np.concatenate([tone(64, 6), tone(20, 800), tone(20, 300), tone(20, 800), tone(30, 6)])
+    ep = Endpointer(ScriptedVAD(probs), pre_roll_ms=300, end_silence_ms=250, speculate_ms=120, tail_ms=100)
+    first, second = [e for e in run(ep, pcm) if isinstance(e, EndOfSpeech)]
+    assert second.start_sample == first.end_sample < (64 + 40) * WINDOW - 300 * 16
+
+
+@pytest.mark.slow
+def test_soft_first_words_of_real_speech_are_kept(speech_set):
+    """`mfa_23` opens with "and here's a" at -27 to -36 dBFS, which Silero scores as silence; the VAD's
+    onset comes 1.2 s into the take. After a second of room tone, the utterance's audio holds those words."""
+    take = by_name(speech_set, "mfa_23.wav").pcm()
+    room = tone(32, 6)
+    ep = Endpointer(speculate_ms=60, end_silence_ms=220, pre_roll_ms=300, tail_ms=60)
+    events = run(ep, np.concatenate([room, take, np.zeros(SR, np.int16)]))
+    started = next(e for e in events if isinstance(e, SpeechStarted))
+    first = next(e for e in events if isinstance(e, EndOfSpeech))
+    assert started.t > 1.0 + 0.9  # the VAD itself does not hear the first words
+    assert first.start_sample <= len(room)  # the utterance starts before them

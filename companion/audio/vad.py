@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from companion.audio.lead_in import lead_windows, window_levels_db
+
 __all__ = [
     "EndOfSpeech",
     "Endpointer",
@@ -43,6 +45,8 @@ BATCH_WINDOWS = 32
 #: once per such stretch.
 REST_WINDOWS = 32
 FLOOR_MIN_DB = -90.0  # quieter windows are digital silence, not a room: they do not set the noise floor
+FLOOR_KNOWN_WINDOWS = 32  # the noise floor speaks for the room once this many windows (1 s) have set it
+LEAD_MARGIN = 1600  # samples (100 ms) kept before the first soft word found before an onset
 REST_PROB = 0.35  # the endpointer's default speech-off level (threshold 0.5 - 0.15)
 
 
@@ -324,6 +328,7 @@ class Endpointer:
         speculate_ms: float = 120,
         end_silence_ms: float = 250,
         pre_roll_ms: float = 300,
+        lead_in_ms: float = 1500,
         tail_ms: float = 100,
         min_speech_ms: float = 90,
         barge_in_speech_ms: float | None = None,
@@ -341,17 +346,18 @@ class Endpointer:
             # the speculative audio must equal the final audio, so its tail must already exist at the pause
             raise ValueError(f"need 0 <= tail_ms ({tail_ms}) <= speculate_ms ({speculate_ms})")
         barge = min_speech_ms if barge_in_speech_ms is None else barge_in_speech_ms
-        if pre_roll_ms < 0 or not 0 <= barge <= min_speech_ms or max_utterance_s <= 1.0:
+        if pre_roll_ms < 0 or lead_in_ms < 0 or not 0 <= barge <= min_speech_ms or max_utterance_s <= 1.0:
             raise ValueError(
-                "need pre_roll_ms >= 0, 0 <= barge_in_speech_ms <= min_speech_ms and max_utterance_s > 1"
+                "need pre_roll_ms >= 0, lead_in_ms >= 0, 0 <= barge_in_speech_ms <= min_speech_ms and "
+                "max_utterance_s > 1"
             )
         barge_on = threshold if barge_in_threshold is None else barge_in_threshold
         if not 0.0 < barge_on <= threshold:
             raise ValueError(f"need 0 < barge_in_threshold ({barge_on}) <= threshold ({threshold})")
         if residual_margin_db < 0:
             raise ValueError(f"need residual_margin_db >= 0, got {residual_margin_db}")
-        if history_s < max_utterance_s + pre_roll_ms / 1000:
-            raise ValueError(f"history_s ({history_s}) must cover max_utterance_s plus the pre-roll")
+        if history_s < max_utterance_s + (pre_roll_ms + lead_in_ms) / 1000:
+            raise ValueError(f"history_s ({history_s}) must cover max_utterance_s, pre-roll and lead-in")
         self.vad = vad or SileroVAD()
         self.threshold = threshold
         self.neg_threshold = neg
@@ -363,6 +369,8 @@ class Endpointer:
         self._speculate = int(speculate_ms * ms)
         self._end_silence = int(end_silence_ms * ms)
         self._pre_roll = int(pre_roll_ms * ms)
+        #: How much further back than the pre-roll soft first words are looked for (`audio.lead_in`).
+        self._lead_in = int(lead_in_ms * ms)
         self._tail = int(tail_ms * ms)
         self._min_speech = int(min_speech_ms * ms)
         self._barge_in_speech = int(barge * ms)
@@ -377,6 +385,8 @@ class Endpointer:
         self.echo_residual = False
         self.residual_margin_db = residual_margin_db
         self.noise_floor_db: float | None = None
+        self._floor_windows = 0  # windows that have set the noise floor
+        self._last_end = 0  # where the previous utterance's audio ended: a lead-in never reaches into it
         self._max_utterance = int(max_utterance_s * SAMPLE_RATE)
         self._ring = _Ring(int(history_s * SAMPLE_RATE))
         self.end_silence_ms = end_silence_ms
@@ -387,6 +397,7 @@ class Endpointer:
         self._offset = self._ring.end  # stream index where the VAD's window 0 starts
         self._candidate: int | None = None  # onset of unconfirmed speech
         self._onset: int | None = None  # onset of the current utterance (confirmed)
+        self._start = 0  # where the current utterance's audio starts (pre-roll and lead-in before the onset)
         self._speech_end = 0  # end of the last speech window
         self._in_silence = False
         self._paused = False
@@ -479,6 +490,7 @@ class Endpointer:
         word the VAD missed barely lifts it. Digital silence (a muted or idle mic) says nothing."""
         if level_db < FLOOR_MIN_DB:
             return
+        self._floor_windows += 1
         floor = self.noise_floor_db
         if floor is None:
             self.noise_floor_db = level_db
@@ -497,17 +509,33 @@ class Endpointer:
             self._candidate = None
         if self._candidate is not None and end - self._candidate >= need:
             self._onset, self._candidate = self._candidate, None
+            self._start = self._audio_start(self._onset, end)
             self._speech_end, self._in_silence, self._paused = end, False, False
             events.append(SpeechStarted(self._ring.time_of(self._onset), self._onset))
 
+    def _audio_start(self, onset: int, confirmed: int) -> int:
+        """The pre-roll before `onset`, or earlier over soft first words the VAD scored as silence. Not
+        while a reply plays (what comes before is its echo, or the canceller's output) nor into the
+        previous utterance."""
+        start = max(self._ring.start, onset - self._pre_roll)
+        if not self._lead_in or self.interruptible or self.echo_residual:
+            return start
+        earliest = max(self._ring.start, self._last_end, start - self._lead_in)
+        walk = (onset - earliest) // WINDOW * WINDOW
+        levels = window_levels_db(self._ring.slice(onset - walk, onset), WINDOW)
+        known = self._floor_windows >= FLOOR_KNOWN_WINDOWS
+        lead = lead_windows(levels, self._level_db(onset, confirmed), self.noise_floor_db if known else None)
+        if lead == 0:
+            return start
+        return min(start, max(earliest, onset - lead * WINDOW - LEAD_MARGIN))
+
     def _span(self, speech_end: int) -> tuple[int, int]:
         assert self._onset is not None
-        return max(self._ring.start, self._onset - self._pre_roll), min(
-            self._ring.end, speech_end + self._tail
-        )
+        return self._start, min(self._ring.end, speech_end + self._tail)
 
     def _end(self, speech_end: int, decided: int, *, forced: bool = False) -> EndOfSpeech:
         a, b = self._span(speech_end)
+        self._last_end = b
         ev = EndOfSpeech(
             self._ring.time_of(speech_end), self._ring.time_of(decided), self._ring.slice(a, b), a, b, forced
         )
