@@ -332,6 +332,16 @@ def test_a_loud_room_or_a_reply_playing_gives_no_lead_in():
     ep, pcm = lead_in_case(soft)
     ep.interruptible = True
     assert first_end(ep, pcm).start_sample == (64 + 25) * WINDOW - 300 * 16
+    # Soft sound partly heard while a reply played (its echo residual): the lead-in stops where the reply's
+    # audio ended.
+    ep, pcm = lead_in_case(soft)
+    at = (64 + 5) * WINDOW
+    ep.echo_residual = True
+    run(ep, pcm[:at])
+    ep.echo_residual = False
+    events = run(ep, pcm[at:], t0=at / SR)
+    end = next(e for e in events if isinstance(e, EndOfSpeech))
+    assert end.start_sample == at
     ep, pcm = lead_in_case(soft, lead_in_ms=0)
     assert first_end(ep, pcm).start_sample == (64 + 25) * WINDOW - 300 * 16
 

@@ -387,6 +387,7 @@ class Endpointer:
         self.noise_floor_db: float | None = None
         self._floor_windows = 0  # windows that have set the noise floor
         self._last_end = 0  # where the previous utterance's audio ended: a lead-in never reaches into it
+        self._reply_end = 0  # the end of the audio last fed while a reply played: nor into that
         self._max_utterance = int(max_utterance_s * SAMPLE_RATE)
         self._ring = _Ring(int(history_s * SAMPLE_RATE))
         self.end_silence_ms = end_silence_ms
@@ -438,6 +439,8 @@ class Endpointer:
         if frame.dtype != np.int16 or frame.ndim != 1:
             raise ValueError(f"Endpointer.feed expects 1-D int16 audio, got {frame.dtype} {frame.shape}")
         self._ring.append(frame, t)
+        if self.interruptible or self.echo_residual:
+            self._reply_end = self._ring.end
         events: list[SpeechEvent] = []
         first = self.vad.windows_done
         for k, p in enumerate(self.vad.process(frame)):
@@ -514,13 +517,13 @@ class Endpointer:
             events.append(SpeechStarted(self._ring.time_of(self._onset), self._onset))
 
     def _audio_start(self, onset: int, confirmed: int) -> int:
-        """The pre-roll before `onset`, or earlier over soft first words the VAD scored as silence. Not
-        while a reply plays (what comes before is its echo, or the canceller's output) nor into the
-        previous utterance."""
+        """The pre-roll before `onset`, or earlier over soft first words the VAD scored as silence. Never
+        over audio fed while a reply played (its echo, or the canceller's output) nor into the previous
+        utterance."""
         start = max(self._ring.start, onset - self._pre_roll)
         if not self._lead_in or self.interruptible or self.echo_residual:
             return start
-        earliest = max(self._ring.start, self._last_end, start - self._lead_in)
+        earliest = max(self._ring.start, self._last_end, self._reply_end, start - self._lead_in)
         walk = (onset - earliest) // WINDOW * WINDOW
         levels = window_levels_db(self._ring.slice(onset - walk, onset), WINDOW)
         known = self._floor_windows >= FLOOR_KNOWN_WINDOWS
