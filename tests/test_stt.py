@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from companion.stt.loops import drop_repeated_tail
 from companion.stt.text import normalize, number_to_words, wer, word_errors
 from companion.stt.whisper import ModelNotAvailable, WhisperSTT, drop_restart, has_repeat, trim_loop
 
@@ -181,6 +182,16 @@ def test_short_answers_survive(whisper_stt, synth_speech, said, heard, seconds):
     clip = np.concatenate([np.zeros(pad // 2, np.int16), speech, np.zeros(pad - pad // 2, np.int16)])
     result = whisper_stt.transcribe(clip)
     assert normalize(result.text) == heard, result
+
+
+def test_a_phrase_read_three_times_to_end_the_text_is_kept_once():
+    looped = "I think this is probably good. Alright, thanks. Alright, thanks. Alright, thanks."
+    assert drop_repeated_tail(looped) == "I think this is probably good. Alright, thanks."
+    assert drop_repeated_tail("turn it up turn it up turn it up turn it up") == "turn it up"
+    assert drop_repeated_tail("Thank you. Thank you.") == "Thank you. Thank you."  # twice may be said
+    assert drop_repeated_tail("No, no, no.") == "No, no, no."  # single words are said over and over
+    assert drop_repeated_tail("words words words words") == "words words words words"
+    assert drop_repeated_tail("") == ""
 
 
 def test_has_repeat_spots_words_said_twice_in_a_row():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["drop_restart", "has_repeat", "trim_loop"]
+__all__ = ["drop_repeated_tail", "drop_restart", "has_repeat", "trim_loop"]
 
 
 def trim_loop(ids: list[int], n: int = 4, max_repeats: int = 4) -> list[int]:
@@ -43,6 +43,27 @@ def drop_restart(text: str) -> str:
     tail = [w.strip(",.?!").lower() for w in m.group(1).split()]
     head = [w.strip(",.?!").lower() for w in text.split()[: len(tail)]]
     return text[: m.start() + 1] if tail == head else text
+
+
+def drop_repeated_tail(text: str, min_words: int = 2, times: int = 3) -> str:
+    """Keep one copy of a phrase the text ends with `times` or more times in a row.
+
+    "... probably good. Alright, thanks. Alright, thanks. Alright, thanks." -> "... probably good. Alright,
+    thanks." The decoder can read a phrase again and again and still end the text by itself, under the cap
+    that makes `trim_loop` look. A phrase of `min_words` or more said three times over to end a request is
+    rare; a single word is not ("no, no, no"), so single words are kept.
+    """
+    words = text.split()
+    bare = [w.strip(",.?!;:").lower() for w in words]
+    n = len(bare)
+    for k in range(min_words, n // times + 1):
+        tail = bare[n - k :]
+        reps = 1
+        while n - (reps + 1) * k >= 0 and bare[n - (reps + 1) * k : n - reps * k] == tail:
+            reps += 1
+        if reps >= times:
+            return " ".join(words[: n - (reps - 1) * k])
+    return text
 
 
 _WORD = re.compile(r"[a-z0-9']+")

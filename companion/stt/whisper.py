@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from companion.stt.loops import drop_restart, has_repeat, trim_loop
+from companion.stt.loops import drop_repeated_tail, drop_restart, has_repeat, trim_loop
 
 __all__ = ["ModelNotAvailable", "Transcript", "WhisperSTT", "drop_restart", "has_repeat", "trim_loop"]
 
@@ -403,6 +403,7 @@ class WhisperSTT:
         text = self._tokenizer.decode(ids).strip()
         if path == "fast+trim":
             text = drop_restart(text)
+        text = drop_repeated_tail(text)
         avg_logprob = float(first.scores[0]) if first.scores else 0.0
         if self._is_silence(text, nsp, avg_logprob):
             return "", "silence", nsp
