@@ -262,8 +262,12 @@ class TurnDetector(WakeGating):
                 self._finish_unaddressed(ev.end_sample, ev.t_end_of_speech, ev.t_decided)
                 return
             job = self._spec
-            stale = job is None or job.start != self._turn_start or job.end != ev.end_sample
-            if job is None or stale or job.error is not None:  # a failed draft: try again now
+            if (
+                job is None
+                or job.start != self._turn_start
+                or job.end != ev.end_sample
+                or job.error is not None  # a draft that failed: try again now
+            ):
                 self._drop_spec()
                 job = self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
             self._ending = _Ending(job, ev.t_decided, ev.forced)
