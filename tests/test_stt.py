@@ -191,6 +191,8 @@ def test_a_phrase_read_three_times_to_end_the_text_is_kept_once():
     assert drop_repeated_tail("Thank you. Thank you.") == "Thank you. Thank you."  # twice may be said
     assert drop_repeated_tail("No, no, no.") == "No, no, no."  # single words are said over and over
     assert drop_repeated_tail("words words words words") == "words words words words"
+    six = "here's some more word word word word word word"
+    assert drop_repeated_tail(six) == six  # not "word word" three times
     assert drop_repeated_tail("") == ""
 
 

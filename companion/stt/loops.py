@@ -58,6 +58,8 @@ def drop_repeated_tail(text: str, min_words: int = 2, times: int = 3) -> str:
     n = len(bare)
     for k in range(min_words, n // times + 1):
         tail = bare[n - k :]
+        if len(set(tail)) == 1:
+            continue  # one word said over and over, not a phrase
         reps = 1
         while n - (reps + 1) * k >= 0 and bare[n - (reps + 1) * k : n - reps * k] == tail:
             reps += 1
