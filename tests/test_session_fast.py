@@ -166,3 +166,21 @@ async def test_mic_is_ignored_while_not_listening(rig_factory) -> None:  # type:
     await until(lambda: rig.link._audio.empty(), 2, "the audio read")
     await asyncio.sleep(0.05)  # a window in which no turn may start: nothing is listening
     assert not rig.stt.calls and rig.session.turns == 0
+
+
+async def test_a_tap_while_the_headset_has_no_credit_ends_the_whole_reply(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    # The barge-in lands while the speaker waits for flow credit, not inside the reply's audio generator:
+    # the generator chain must still be closed then, or its TTS producer outlives the reply and may record
+    # the whole reply as heard after the barge-in kept only what was played.
+    rig = await rig_factory("What can you do?")  # the help skill: a long reply in several sentences
+    rig.link.stall_after = 3
+    rig.link.speak(speech())
+    await rig.next(StateChanged, where=lambda e: e.state == "speaking")
+    await until(lambda: len(rig.link.played) == 3, 2, "the headset to run out of credit")
+    rig.link.press(Button.TAP)
+    reply = await rig.next(ReplyEvent)
+    assert reply.interrupted
+    producers = [t for t in asyncio.all_tasks() if t.get_name().startswith("tts-producer")]
+    assert not producers, producers
+    heard = rig.session.conversation.last_assistant() or ""
+    assert len(heard) < len(reply.text), heard

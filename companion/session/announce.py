@@ -7,6 +7,7 @@ one item after any reply in progress, so a barge-in stops it as it stops a reply
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -55,8 +56,9 @@ class AnnouncementPlayer:
         async def with_chime() -> AsyncGenerator[np.ndarray, None]:
             if item.chime:
                 yield earcons.timer_ring()
-            async for chunk in s.player.speak(text(), marks, Spoken(), []):
-                yield chunk
+            async with contextlib.aclosing(s.player.speak(text(), marks, Spoken(), [])) as speech:
+                async for chunk in speech:
+                    yield chunk
 
         s.set_state(DeviceState.SPEAKING)
         outcome: Outcome = "cut"

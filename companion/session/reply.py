@@ -240,7 +240,10 @@ class ReplyPlayer:
 
         self._drained.clear()
         self._played_started.clear()
-        report = await self.send(tracked())
+        # Closed here, not left to the link: a cancel that lands while the link waits (for flow credit)
+        # leaves the generators suspended, and their TTS producer would run on past the reply.
+        async with contextlib.aclosing(tracked()) as stream:
+            report = await self.send(stream)
         marks.first_audio_sent = report.t_first_sent
         if t_reply is not None and report.t_first_sent is not None:
             marks.first_audio_sent = max(report.t_first_sent, t_reply) if t_reply < math.inf else None
@@ -274,7 +277,8 @@ class ReplyPlayer:
 
         aec.begin()
         try:
-            return await self.speaker.play(teed())
+            async with contextlib.aclosing(teed()) as stream:
+                return await self.speaker.play(stream)
         finally:
             aec.end()
 
