@@ -508,3 +508,15 @@ async def test_a_failed_draft_at_the_end_is_tried_again_and_a_failed_final_is_ra
     [failure] = failures(r)
     assert isinstance(failure.error, ConnectionRefusedError)
     assert down.calls == [-1, -1] and not r.turns
+
+
+async def test_after_a_failed_turn_the_detector_goes_on_with_the_next_alone():
+    """The turn whose transcription failed is dropped (the wearer is told and says it again); the same
+    detector hears the next utterance, which is transcribed alone, not joined to the lost one."""
+    stt = FlakySTT({1: "What time is it?"}, failures=2)
+    r = await run(detector(stt), quiet(0.3), speech(0.8), quiet(1.5), speech(0.8), quiet(1.5))
+    [failure] = failures(r)
+    assert isinstance(failure.error, ConnectionRefusedError)
+    [turn] = r.turns
+    assert turn.text == "What time is it?"
+    assert stt.calls[:2] == [-1, -1] and set(stt.calls[2:]) == {1}  # one burst: the second utterance only

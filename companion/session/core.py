@@ -253,13 +253,11 @@ class Session:
                 await self._on_stt_unavailable(exc)
 
     async def _on_stt_unavailable(self, exc: SpeechServiceUnavailable) -> None:
-        """Every remote STT server failed: say so (once per few seconds) and listen again with a fresh
-        detector, whose next turn tries every server anew."""
+        """Every remote STT server failed: say so (once per few seconds) and listen on; the next turn tries
+        every server anew. The detector stays: a fresh one would not know the room's noise floor, and
+        took the echo of this very line for the wearer's voice (a barge-in that cut it)."""
         log.error("%s: speech recognition unavailable: %s", self.device, exc)
         self.hub.publish(ErrorEvent(self.device, str(exc)))
-        old, self.detector = self.detector, self._new_detector()
-        if old is not None:
-            await old.aclose()
         await self._drop_speculation()
         now = time.monotonic()
         if now - self._stt_fallback_at >= STT_FALLBACK_EVERY_S:
