@@ -257,6 +257,20 @@ def test_out_of_the_echo_canceller_speech_must_stand_above_the_noise_floor():
     assert ep.noise_floor_db < -29  # nothing heard through the canceller moves the floor
 
 
+def test_one_quiet_window_at_the_start_does_not_set_the_noise_floor():
+    """A stream that starts with a near-silent window (a decoder warming up) and then the room: the floor is
+    the room's, so echo residual at the room's level is still not speech. Started from that first window,
+    the slow-rising tracker kept the floor 50 dB low and the residual of a reply's echo cut the reply."""
+    rng = np.random.default_rng(5)
+    first = rng.normal(0, 2, WINDOW).astype(np.int16)  # about -84 dBFS
+    room = rng.normal(0, 1000, 5 * WINDOW).astype(np.int16)  # -30 dBFS; speech follows at once
+    ep = Endpointer(ScriptedVAD([0.05] * 6 + [0.8] * 10), min_speech_ms=90, residual_margin_db=6.0)
+    run(ep, np.concatenate([first, room]))
+    assert ep.noise_floor_db is not None and -33 < ep.noise_floor_db < -28
+    ep.echo_residual = True
+    assert run(ep, rng.normal(0, 1400, 10 * WINDOW).astype(np.int16), t0=6 * W) == []
+
+
 def test_hysteresis_keeps_speech_between_thresholds():
     # 0.4 is below threshold 0.5 but above neg 0.35: it continues speech, it does not start it.
     events = scripted([0.0] * 5 + [0.9] * 5 + [0.4] * 10 + [0.0] * 20, end_silence_ms=250)

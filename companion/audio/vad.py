@@ -386,6 +386,7 @@ class Endpointer:
         self.residual_margin_db = residual_margin_db
         self.noise_floor_db: float | None = None
         self._floor_windows = 0  # windows that have set the noise floor
+        self._first_levels: list[float] = []  # the levels of the first FLOOR_KNOWN_WINDOWS of them
         self._last_end = 0  # where the previous utterance's audio ended: a lead-in never reaches into it
         self._reply_end = 0  # the end of the audio last fed while a reply played: nor into that
         self._max_utterance = int(max_utterance_s * SAMPLE_RATE)
@@ -494,11 +495,16 @@ class Endpointer:
         if level_db < FLOOR_MIN_DB:
             return
         self._floor_windows += 1
+        if self._floor_windows <= FLOOR_KNOWN_WINDOWS:
+            # The first windows of a stream set it by their median: a tracker started from the first window
+            # kept an odd quiet one (a decoder warming up) for good, since it rises so slowly, and echo
+            # residual 40 dB over that "floor" passed for the wearer's voice (a reply cut itself off).
+            self._first_levels.append(level_db)
+            self.noise_floor_db = float(np.median(self._first_levels))
+            return
         floor = self.noise_floor_db
-        if floor is None:
-            self.noise_floor_db = level_db
-        else:
-            self.noise_floor_db = floor + (0.2 if level_db < floor else 0.02) * (level_db - floor)
+        assert floor is not None
+        self.noise_floor_db = floor + (0.2 if level_db < floor else 0.02) * (level_db - floor)
 
     def _idle_window(self, p: float, start: int, end: int, events: list[SpeechEvent]) -> None:
         if self.interruptible:
