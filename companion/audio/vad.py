@@ -385,8 +385,7 @@ class Endpointer:
         self.echo_residual = False
         self.residual_margin_db = residual_margin_db
         self.noise_floor_db: float | None = None
-        self._floor_windows = 0  # windows that have set the noise floor
-        self._first_levels: list[float] = []  # the levels of the first FLOOR_KNOWN_WINDOWS of them
+        self._first_levels: list[float] = []  # the first FLOOR_KNOWN_WINDOWS levels that set the noise floor
         self._last_end = 0  # where the previous utterance's audio ended: a lead-in never reaches into it
         self._reply_end = 0  # the end of the audio last fed while a reply played: nor into that
         self._max_utterance = int(max_utterance_s * SAMPLE_RATE)
@@ -494,8 +493,7 @@ class Endpointer:
         word the VAD missed barely lifts it. Digital silence (a muted or idle mic) says nothing."""
         if level_db < FLOOR_MIN_DB:
             return
-        self._floor_windows += 1
-        if self._floor_windows <= FLOOR_KNOWN_WINDOWS:
+        if len(self._first_levels) < FLOOR_KNOWN_WINDOWS:
             # The first windows of a stream set it by their median: a tracker started from the first window
             # kept an odd quiet one (a decoder warming up) for good, since it rises so slowly, and echo
             # residual 40 dB over that "floor" passed for the wearer's voice (a reply cut itself off).
@@ -532,7 +530,7 @@ class Endpointer:
         earliest = max(self._ring.start, self._last_end, self._reply_end, start - self._lead_in)
         walk = (onset - earliest) // WINDOW * WINDOW
         levels = window_levels_db(self._ring.slice(onset - walk, onset), WINDOW)
-        known = self._floor_windows >= FLOOR_KNOWN_WINDOWS
+        known = len(self._first_levels) >= FLOOR_KNOWN_WINDOWS
         lead = lead_windows(levels, self._level_db(onset, confirmed), self.noise_floor_db if known else None)
         if lead == 0:
             return start

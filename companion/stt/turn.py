@@ -349,13 +349,6 @@ class TurnDetector(WakeGating):
         made at a pause (or a wake-mode probe or scan) is only a head start while the wearer may go on."""
         return not job.draft or (self._ending is not None and self._ending.job is job)
 
-    def _forget_failed(self, job: _Job) -> None:
-        """A transcription a turn waited on failed: that turn is lost (the wearer is told and says it
-        again), and the detector listens on with what it knows of the room (its noise floor)."""
-        if self._ending is not None and self._ending.job is job:
-            self._reset()
-        self._detached = [e for e in self._detached if e.job is not job]
-
     async def _transcribe(self, job: _Job) -> None:
         # Only the local Whisper makes drafts and takes committed words (remote engines: whole turns).
         stt = self.stt
@@ -372,12 +365,15 @@ class TurnDetector(WakeGating):
             raise
         except Exception as e:
             job.error, job.t_done = e, self.now()
+            self._forget_wake_job(job)
             if self._waited_on(job):
-                self._forget_failed(job)
+                if self._ending is not None and self._ending.job is job:
+                    # The turn is lost (the wearer is told and says it again); the detector listens on
+                    # with what it knows of the room (its noise floor).
+                    self._reset()
                 self._emit(_Failure(e))  # surfaced to the consumer of events()
             else:  # the wearer may still be speaking: the end of the turn tries again
                 log.debug("a speculative %s failed, retried at the end of the turn: %s", kind, e)
-                self._forget_wake_job(job)
             return
         job.t_done = self.now()
         if self._wake_job_done(job):

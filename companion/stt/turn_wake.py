@@ -101,12 +101,15 @@ class WakeGating:
         return True
 
     def _forget_wake_job(self, job: _Job) -> None:
-        """A probe or scan failed: the utterance's address is then decided by its own transcript, and
-        a later hop of unaddressed speech may be scanned again."""
+        """A transcription failed. A probe or scan: the utterance's address is then decided by its own
+        transcript, and a later hop of unaddressed speech may be scanned again. A detached ending: it is
+        over (the failure is raised)."""
         if job is self._probe:
             self._probe = None
         elif job is self._scan:
             self._scan = None
+        else:
+            self._detached = [e for e in self._detached if e.job is not job]
 
     def _maybe_probe(self) -> None:
         """Transcribe the start of a long utterance whose address is not known yet, or scan the latest
