@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 
 import numpy as np
@@ -118,6 +119,48 @@ async def test_cancelled_request_is_dropped(speech_set, whisper_stt):
     assert (await first).text
     with pytest.raises(asyncio.CancelledError):
         await queued
+
+
+class _HeldEncoder:
+    """The CTranslate2 model with its encoder held until the test lets it go (everything else passes)."""
+
+    def __init__(self, model: object) -> None:
+        self._model = model
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def encode(self, features: object) -> object:
+        self.entered.set()
+        self.go.wait(10)
+        return self._model.encode(features)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._model, name)
+
+
+@pytest.mark.slow
+async def test_a_pass_cancelled_while_it_runs_stops_after_its_encoder(speech_set):
+    """A draft gone stale must free the worker for the next pass instead of decoding words nobody reads."""
+    pcm = next(u for u in speech_set if u.path.name == "coquitts_4.wav").pcm()
+    stt = WhisperSTT("tiny.en")
+    stt.load()
+    held = _HeldEncoder(stt._model.model)
+    stt._model.model = held
+    try:
+        stale = asyncio.create_task(stt.apass(pcm, "draft"))
+        assert await asyncio.to_thread(held.entered.wait, 10)
+        stale.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stale
+        held.go.set()
+        final = await stt.apass(pcm, "final")
+    finally:
+        held.go.set()
+        await stt.aclose()
+    assert final.text
+    stats = stt.stats()
+    assert stats["draft:abandoned"]["calls"] == 1
+    assert not any(key.startswith("draft:fast") for key in stats), stats  # the stale draft decoded nothing
 
 
 def test_model_errors_are_typed_and_say_what_to_do(tmp_path, monkeypatch):

@@ -55,6 +55,19 @@ class ModelNotAvailable(RuntimeError):
     """The requested Whisper model cannot be loaded (not installed, not downloadable offline, bad path)."""
 
 
+class _Abandoned(Exception):
+    """The caller of a pass was cancelled while it ran: the rest of the pass is skipped."""
+
+
+_Stale = threading.Event | None  # set on the event loop when a pass's caller is cancelled
+
+
+def _check(stale: _Stale) -> None:
+    """In the worker thread: stop the pass if its caller was cancelled (`stale` set on the event loop)."""
+    if stale is not None and stale.is_set():
+        raise _Abandoned
+
+
 @dataclass(frozen=True)
 class Transcript:
     """One recognition result. `path` says how it was made: "fast", "fast+trim" (a loop cut), "stock",
@@ -241,6 +254,9 @@ class WhisperSTT:
         """One pass of the turn detector's, in the worker thread: "draft" (at a pause, may go stale),
         "final" (the turn's audio) or "reread" (the final pass of a suspect draft).
 
+        Cancelling the caller drops a queued pass; a fast pass already running stops once its encoder is
+        done (the decoder is most of its time), so a draft gone stale frees the worker for the next one.
+
         A draft never pays for the short-clip re-read (about four fast passes' time), which would hold up
         the final pass queued behind it: a result that would have been re-read comes back `suspect`, and
         the caller re-reads it only if it is final. `after` is the turn's text already committed before
@@ -249,12 +265,24 @@ class WhisperSTT:
         self._require()
         if kind not in ("draft", "final", "reread"):
             raise ValueError(f"kind must be draft, final or reread, not {kind!r}")
-        work = functools.partial(self._pass, pcm, kind, after)
-        return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
+        stale = threading.Event()
+        work = functools.partial(self._pass, pcm, kind, after, stale)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
+        except asyncio.CancelledError:
+            stale.set()  # read by the worker thread between the encoder and the decoder
+            raise
 
-    def _pass(self, pcm: np.ndarray, kind: str, after: str) -> Transcript:
+    def _pass(self, pcm: np.ndarray, kind: str, after: str, stale: _Stale = None) -> Transcript:
         if kind != "reread":
-            return self._count(self._recognise(pcm, None, kind == "draft", after), kind)
+            t0 = time.perf_counter()
+            try:
+                result = self._recognise(pcm, None, kind == "draft", after, stale)
+            except _Abandoned:
+                ms = (time.perf_counter() - t0) * 1000
+                self._count(Transcript("", len(pcm) / SAMPLE_RATE, ms, "abandoned"), kind)
+                raise
+            return self._count(result, kind)
         t0 = time.perf_counter()
         result = self._stock(_as_float(pcm), t0, after=after)
         reread = Transcript(result.text, result.audio_s, result.stt_ms, "short+stock", result.no_speech_prob)
@@ -275,8 +303,9 @@ class WhisperSTT:
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Calls and milliseconds per kind of pass and path ("draft:fast", "final:short+stock",
-        "draft:fast:suspect", "reread:short+stock", ...) since load: the benchmarks print them to show where
-        the recogniser's time goes (a re-read costs several fast passes)."""
+        "draft:fast:suspect", "reread:short+stock", "draft:abandoned" (stopped after the encoder: its caller
+        was cancelled), ...) since load: the benchmarks print them to show where the recogniser's time goes
+        (a re-read costs several fast passes)."""
         with self._stats_lock:
             return {p: {"calls": int(c), "ms": round(ms, 1)} for p, (c, ms) in self._stats.items()}
 
@@ -301,7 +330,12 @@ class WhisperSTT:
         return self._count(self._recognise(pcm, progress, False), "final")
 
     def _recognise(
-        self, pcm: np.ndarray, progress: Callable[[float, float], None] | None, draft: bool, after: str = ""
+        self,
+        pcm: np.ndarray,
+        progress: Callable[[float, float], None] | None,
+        draft: bool,
+        after: str = "",
+        stale: _Stale = None,
     ) -> Transcript:
         t0 = time.perf_counter()
         audio = _as_float(pcm)
@@ -313,7 +347,7 @@ class WhisperSTT:
         frames = self._window_frames(content)
         if frames is None:
             return self._stock(audio, t0, progress, after=after)
-        text, path, nsp = self._fast(model, audio, frames, after)
+        text, path, nsp = self._fast(model, audio, frames, after, stale)
         if audio_s <= _SHORT_S and self._suspect(text, audio):
             # A short window around a short answer may lose it ("yes" scored as silence) or loop on it
             # ("five" as "5 5 5 5"); the stock 30 s window does neither. Short audio only, only when the
@@ -356,7 +390,9 @@ class WhisperSTT:
         previous = tok.encode(" " + after.strip())[-(_MAX_PREVIOUS):] if after.strip() else []
         return [*([tok.sot_prev, *previous] if previous else []), *tok.sot_sequence, tok.no_timestamps]
 
-    def _fast(self, model: Any, audio: np.ndarray, frames: int, after: str = "") -> tuple[str, str, float]:
+    def _fast(
+        self, model: Any, audio: np.ndarray, frames: int, after: str = "", stale: _Stale = None
+    ) -> tuple[str, str, float]:
         import ctranslate2
 
         features = model.feature_extractor(audio)  # (n_mels, content frames), log-mel, no 30 s padding
@@ -365,6 +401,7 @@ class WhisperSTT:
         else:
             features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
         encoded = model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
+        _check(stale)  # the decoder is most of a pass: a caller gone by now is not decoded for
         prompt = self._prompt(after)
         if self.language is None and model.model.is_multilingual:
             lang_token, _ = model.model.detect_language(encoded)[0][0]
@@ -388,6 +425,7 @@ class WhisperSTT:
         path = "fast"
         while True:
             if ids:  # continue after the tokens so far (which may end right before the end of text)
+                _check(stale)
                 result = self._generate(encoded, prompt + ids, cap, suppress_blank=False)
             ids = list(result.sequences_ids[0])
             if len(ids) < cap:
