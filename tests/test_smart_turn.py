@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zipfile
 
 import numpy as np
@@ -69,3 +70,22 @@ async def test_real_speech_finished_versus_cut_off(smart_turn):
     cut_off = [await p(n) for n in ("coquitts_6.wav", "coquitts_4.wav")]  # "...fine typography," / "book,"
     assert min(finished) > 0.5 > max(cut_off), (finished, cut_off)
     assert 0 < smart_turn.last_ms < 5000 and smart_turn.calls >= 5
+
+
+async def test_a_cancelled_call_stops_its_run_and_the_model_answers_the_next(smart_turn):
+    """Speech that resumes cancels the model's call: its run is stopped (onnxruntime's terminate flag) so
+    the core is free for the next transcript, and the next call answers as before."""
+    import onnxruntime as ort
+
+    pcm = next(u for u in load_manifest() if u.path.name == "mfa_11.wav").pcm()
+    stopped = ort.RunOptions()
+    stopped.terminate = True
+    with pytest.raises(Exception, match=r"(?i)terminat"):
+        smart_turn.probability(pcm, stopped)
+    p = await smart_turn.aprobability(pcm)
+    call = asyncio.create_task(smart_turn.aprobability(pcm))
+    await asyncio.sleep(0.01)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await smart_turn.aprobability(pcm) == pytest.approx(p)

@@ -190,7 +190,7 @@ class SmartTurn:
     """Smart Turn v3 on onnxruntime, one thread, in its own worker thread (the STT worker stays free).
 
     `probability(pcm)` takes the turn's audio (pre-roll to now, int16 16 kHz) and returns the chance the
-    speaker has finished. ~20-60 ms per call on a 2-core CPU (`last_ms` keeps the latest).
+    speaker has finished. ~80-100 ms per call on the 2-core test hosts (`last_ms` keeps the latest).
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1) -> None:
@@ -238,12 +238,13 @@ class SmartTurn:
             return None
         return _shared(str(path))
 
-    def probability(self, pcm: np.ndarray) -> float:
-        """P(turn complete) for the audio of a turn so far. Blocking (~20-60 ms)."""
+    def probability(self, pcm: np.ndarray, run_options: Any = None) -> float:
+        """P(turn complete) for the audio of a turn so far. Blocking (~80-100 ms on this project's 2-core
+        test hosts). `run_options` (onnxruntime's) lets another thread stop the run (`terminate`)."""
         t0 = time.perf_counter()
         session = self._ensure()
         features = log_mel_8s(pcm)[None]
-        out = session.run(None, {self._input: features})
+        out = session.run(None, {self._input: features}, run_options)
         self.last_ms = (time.perf_counter() - t0) * 1000
         self.calls += 1
         return float(np.asarray(out[0]).reshape(-1)[0])
@@ -258,8 +259,19 @@ class SmartTurn:
         await asyncio.get_running_loop().run_in_executor(self._worker(), self._ensure)
 
     async def aprobability(self, pcm: np.ndarray) -> float:
-        """`probability` in the model's worker thread (one request at a time)."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker(), self.probability, pcm)
+        """`probability` in the model's worker thread (one request at a time). Cancelling the caller drops
+        a queued request and stops a running one (its answer is no longer wanted: the core is freed)."""
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # pragma: no cover - onnxruntime comes with faster-whisper
+            raise SmartTurnNotAvailable("Smart Turn needs onnxruntime: pip install onnxruntime") from e
+        run_options = ort.RunOptions()
+        work = functools.partial(self.probability, pcm, run_options)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker(), work)
+        except asyncio.CancelledError:
+            run_options.terminate = True
+            raise
 
     def close(self) -> None:
         executor, self._executor = self._executor, None
