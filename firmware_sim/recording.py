@@ -40,6 +40,7 @@ class Recording:
         self._left: list[np.ndarray] = []
         self._right: list[np.ndarray] = []
         self._world: list[np.ndarray] = []  # (n, 3) int16 blocks: echo, bystander, noise
+        self._samples = 0  # kept as the blocks come: the headset asks for the length every 20 ms tick
         self._wav: wave.Wave_write | None = None
         self._world_wav: wave.Wave_write | None = None
         self.closed = False
@@ -59,6 +60,7 @@ class Recording:
             return
         self._left.append(left)
         self._right.append(right)
+        self._samples += len(left)
         if self._wav is not None:
             stereo = np.empty(2 * len(left), dtype="<i2")
             stereo[0::2] = left
@@ -119,7 +121,7 @@ class Recording:
 
     @property
     def seconds(self) -> float:
-        return sum(len(c) for c in self._left) / SAMPLE_RATE
+        return self._samples / SAMPLE_RATE
 
     def time_of(self, sample: int) -> float:
         """Headset-clock time of a sample index."""

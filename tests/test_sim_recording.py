@@ -12,6 +12,7 @@ from bleak import BleakScanner
 
 from companion.protocol import PlaybackEvent, SetVolume
 from firmware_sim import ConfigError, HeadsetConfig, SimScanner, SimWorld, default_world, read_recording
+from firmware_sim.recording import Recording
 from tests.fixtures.sim import connect_host, other_tasks, until
 
 
@@ -88,3 +89,26 @@ async def test_world_needs_a_loop_and_unique_addresses(sim_world: SimWorld) -> N
         sim_world.add_headset(name="B", address="c0:ff:ee:00:00:01")
     with pytest.raises(RuntimeError, match="running event loop"):
         await asyncio.to_thread(SimWorld().add_headset)
+
+
+def test_length_channels_and_file_agree_after_every_block(tmp_path: Path) -> None:
+    """The length is counted as blocks come (the headset asks for it every tick); it must stay the sum."""
+    rng = np.random.default_rng(7)
+    rec = Recording(tmp_path / "talk.wav", t0=12.5)
+    assert rec.seconds == 0.0
+    lefts, rights = [], []
+    for n in (320, 320, 0, 320 // 2, 320):  # an empty block and a short one too
+        left = rng.integers(-3000, 3000, n, dtype=np.int16)
+        right = rng.integers(-3000, 3000, n, dtype=np.int16)
+        rec.write(left, right)
+        lefts.append(left)
+        rights.append(right)
+        assert rec.seconds == sum(len(x) for x in lefts) / 16000
+    rec.close()
+    rec.write(np.ones(320, np.int16), np.ones(320, np.int16))  # after close: ignored
+    expected_left, expected_right = np.concatenate(lefts), np.concatenate(rights)
+    assert rec.seconds == len(expected_left) / 16000 == 0.07
+    assert np.array_equal(rec.left, expected_left) and np.array_equal(rec.right, expected_right)
+    on_disk = read_recording(tmp_path / "talk.wav")
+    assert np.array_equal(on_disk[0], expected_left) and np.array_equal(on_disk[1], expected_right)
+    assert rec.time_of(len(expected_left)) == 12.5 + rec.seconds
