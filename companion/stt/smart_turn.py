@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from companion.blas import single_threaded_blas
+
 __all__ = [
     "MODEL_FILE",
     "SmartTurn",
@@ -212,6 +214,7 @@ class SmartTurn:
                 import onnxruntime as ort
             except ImportError as e:  # pragma: no cover - onnxruntime comes with faster-whisper
                 raise SmartTurnNotAvailable("Smart Turn needs onnxruntime: pip install onnxruntime") from e
+            single_threaded_blas()  # the features' BLAS threads would spin on the model's core
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from companion.blas import single_threaded_blas
 from companion.stt.loops import drop_repeated_tail, drop_restart, has_repeat, trim_loop
 
 __all__ = ["ModelNotAvailable", "Transcript", "WhisperSTT", "drop_restart", "has_repeat", "trim_loop"]
@@ -181,6 +182,7 @@ class WhisperSTT:
                     "speech recognition needs faster-whisper: pip install faster-whisper"
                 ) from e
             path = self._local_path(self.resolve_model())
+            single_threaded_blas()  # the features' BLAS threads would spin on the encoder's cores
             try:
                 model = WhisperModel(
                     path, device="cpu", compute_type=self.compute_type, cpu_threads=self.cpu_threads
