@@ -4,7 +4,7 @@ The models' numpy work is small matrix products: the log-mel features of each Wh
 Smart Turn call (an 80 x 201 filter bank times a few hundred frames). OpenBLAS splits such a product over
 one thread per core, and its idle threads then busy-wait for about 0.1 s in case more work comes. On a
 2-core host that spin took the second core from the model that ran right after the features: a Smart
-Turn call measured 83-98 ms with it and 62-69 ms without (docs/benchmarks.md, "numpy's BLAS threads").
+Turn call measured 83-103 ms with it and 62-69 ms without (docs/benchmarks.md, "CPU that was not ours").
 The models keep their own thread pools (CTranslate2's OpenMP, onnxruntime's), which this leaves alone.
 """
 

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_info
 from companion.blas import single_threaded_blas
 
 _REPORT = """
-import json, sys
+import json
 from threadpoolctl import threadpool_info
 import numpy
 before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
