@@ -81,6 +81,10 @@ class TurnConfig(_Section):
     smart_turn: bool = True
     smart_turn_model: str | None = None  # a .onnx path; default: the installed copy, if any
     smart_turn_threshold: float = Field(0.5, gt=0, lt=1)
+    # Ask the model at each pause, alongside the transcript (an open question's end then waits for the
+    # slower of the two, not their sum), and cancel it when the words settle the end; false: only once the
+    # transcript reads unsure (no model CPU at a command's pause, ~90 ms later on open questions).
+    smart_turn_at_pause: bool = True
     preroll_ms: int = Field(300, ge=0, le=2000)
     # While a reply plays that the wearer may interrupt by voice, speech is confirmed after this much (two
     # 32 ms VAD windows) instead of three windows, so the reply stops sooner (docs/benchmarks.md, "Voice

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 import zipfile
 
 import numpy as np
@@ -89,3 +92,14 @@ async def test_a_cancelled_call_stops_its_run_and_the_model_answers_the_next(sma
     with pytest.raises(asyncio.CancelledError):
         await call
     assert await smart_turn.aprobability(pcm) == pytest.approx(p)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have their own priority on Linux")
+def test_the_model_thread_yields_the_cores_to_the_recogniser(tmp_path):
+    """The detector asks the model alongside the transcript: its worker runs below the rest of the process."""
+    model = st.SmartTurn(tmp_path / "unused.onnx")  # no model is loaded to look at its thread
+    try:
+        nice = model._worker().submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        assert nice.result(timeout=5) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + st._NICE_STEPS)
+    finally:
+        model.close()

@@ -85,13 +85,18 @@ class ScriptedModel:
     def __init__(self, probs: dict[int, float | None]) -> None:
         self.probs = probs
         self.calls: list[int] = []
+        self.cancelled = 0  # calls stopped before they answered
         self.gate: asyncio.Event | None = None
 
     async def aprobability(self, pcm: np.ndarray) -> float:
         n = bursts(pcm)
         self.calls.append(n)
         if self.gate is not None:
-            await self.gate.wait()
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         p = self.probs[n]
         if p is None:
             raise RuntimeError("model broke")
@@ -109,7 +114,9 @@ def quiet(seconds: float) -> np.ndarray:
 COMMANDS = {"turn the volume up.", "what time is it?"}
 
 
-def detector(stt, model=None, *, unsure_ms: float = 1000, recognised=True, commit=False) -> TurnDetector:
+def detector(
+    stt, model=None, *, unsure_ms: float = 1000, recognised=True, commit=False, at_pause=True
+) -> TurnDetector:
     ep = Endpointer(ScriptedVAD(), speculate_ms=60, end_silence_ms=220, pre_roll_ms=300, tail_ms=60)
     return TurnDetector(
         stt,
@@ -118,6 +125,7 @@ def detector(stt, model=None, *, unsure_ms: float = 1000, recognised=True, commi
         unsure_ms=unsure_ms,
         recognised=(lambda t: t.lower() in COMMANDS) if recognised else None,
         end_model=model,
+        model_at_pause=at_pause,
         commit=commit,
         clock=lambda: 0.0,  # frozen wall clock: now() is the audio clock
     )
@@ -177,7 +185,7 @@ async def test_command_ends_at_the_silence_without_the_model():
     [turn] = r.turns
     assert turn.reason == "complete" and turn.text == "Turn the volume up."
     assert 220 <= r.wait_ms(turn) <= 260
-    assert model.calls == []  # the words were sure: the voice is not asked
+    assert model.calls == []  # the words came first and were sure: the call started with them never ran
 
 
 async def test_speech_without_words_makes_no_turn_and_says_so():
@@ -285,6 +293,82 @@ async def test_text_only_without_a_model(text, reason, wait_ms):
     r = await run(detector(ScriptedSTT({1: text})), quiet(0.3), speech(1), quiet(1.5))
     [turn] = r.turns
     assert turn.reason == reason and wait_ms <= r.wait_ms(turn) <= wait_ms + 40
+
+
+async def test_the_voice_is_asked_at_the_pause_alongside_the_transcript():
+    """The model starts with the draft, not after it: an open question waits for the slower of the two."""
+    model = ScriptedModel({1: 0.93})
+    stt = ScriptedSTT({1: "What's the capital of France?"})
+    stt.gate = asyncio.Event()
+    det = detector(stt, model)
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(1.2), quiet(0.1)]))
+        assert stt.calls == [1] and model.calls == [1]  # both asked at the pause; no words yet
+        await r.feed(quiet(0.3))
+        assert r.turns == []  # the silence ran out: waiting for the words, the voice is in
+        stt.gate.set()
+        await r.feed(quiet(0.04))
+        [turn] = r.turns
+        assert turn.reason == "audio" and turn.p_complete == pytest.approx(0.93)
+        assert model.calls == [1]  # its early answer was used, not asked again
+    finally:
+        await det.aclose()
+
+
+async def test_not_at_the_pause_the_voice_is_asked_only_once_the_words_read_unsure():
+    model = ScriptedModel({1: 0.93})
+    stt = ScriptedSTT({1: "What's the capital of France?"})
+    stt.gate = asyncio.Event()
+    det = detector(stt, model, at_pause=False)
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(1.2), quiet(0.1)]))
+        assert stt.calls == [1] and model.calls == []
+        stt.gate.set()
+        await r.feed(quiet(0.3))
+        [turn] = r.turns
+        assert turn.reason == "audio" and model.calls == [1]
+    finally:
+        await det.aclose()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"), [("Turn the volume up.", "complete"), ("Set a timer for", "fallback")]
+)
+async def test_words_that_settle_the_end_cancel_the_voice_asked_alongside(text, reason):
+    model = ScriptedModel({1: 0.5})
+    model.gate = asyncio.Event()  # never answers
+    stt = ScriptedSTT({1: text})
+    stt.gate = asyncio.Event()
+    det = detector(stt, model)
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(1), quiet(0.1)]))
+        assert model.calls == [1] and model.cancelled == 0
+        stt.gate.set()
+        await r.feed(quiet(1.5))
+        [turn] = r.turns
+        assert turn.reason == reason
+        assert model.cancelled == 1  # the core is free for the reply
+    finally:
+        await det.aclose()
+
+
+async def test_a_model_that_fails_before_the_words_arrive_leaves_the_text_rule():
+    cases = (("Call my sister.", "held"), ("Please call my sister when you get home.", "complete"))
+    for text, reason in cases:
+        stt = ScriptedSTT({1: text})
+        stt.gate = asyncio.Event()
+        det = detector(stt, ScriptedModel({1: None}))
+        r = Run(det)
+        try:
+            await r.feed(np.concatenate([quiet(0.3), speech(1), quiet(0.1)]))
+            stt.gate.set()
+            await r.feed(quiet(1.5))
+            assert [t.reason for t in r.turns] == [reason]
+        finally:
+            await det.aclose()
 
 
 async def test_hold_off_never_asks_the_model():

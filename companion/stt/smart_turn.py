@@ -14,9 +14,11 @@ installed `pipecat` package. Without it the detector falls back to the text cues
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -54,6 +56,8 @@ WINDOW_S = 8  # the model sees the last 8 s of the turn, zero-padded in front wh
 _N_FFT = 400
 _HOP = 160
 _N_MELS = 80
+#: How many nice steps below the rest of the process the model's worker thread runs (Linux).
+_NICE_STEPS = 10
 
 
 class SmartTurnNotAvailable(RuntimeError):
@@ -254,7 +258,9 @@ class SmartTurn:
 
     def _worker(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
+            self._executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="smart-turn", initializer=_yield_to_the_recogniser
+            )
         return self._executor
 
     async def aload(self) -> None:
@@ -280,6 +286,17 @@ class SmartTurn:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _yield_to_the_recogniser() -> None:
+    """In the model's worker thread (Linux only: elsewhere a thread has no priority of its own): run below
+    the rest of the process. The turn detector asks the model alongside the transcript; where both want a
+    core, the transcript, which every turn waits on, goes first."""
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + _NICE_STEPS))
 
 
 @functools.lru_cache(maxsize=4)

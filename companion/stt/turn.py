@@ -18,6 +18,12 @@ question, an unknown command, or a hesitation's first half), an audio end-of-tur
 as `end_model`) reads the voice: "finished" ends the turn at the normal silence, "not finished" holds it
 `unsure_ms`. Without the model, short unsure transcripts are held and longer ones end (text only). The
 full table is `companion.stt.decision.decide`; the events given out are in `companion.stt.turn_events`.
+The model is started with the transcript at each pause, not after it: the recogniser's decoder keeps one
+core and the model takes the other, so an open question's end waits for the slower of the two instead of
+their sum (docs/benchmarks.md, "Smart Turn alongside the draft"). Words that settle the end by themselves
+(a command, a fragment, nothing) cancel it. The model hears the pause's silence so far, not the whole
+`end_silence_ms`: on real speech that makes it a little more cautious (a finished sentence held now and then),
+where padding the silence out to its full length split more sentences at their pauses.
 
 In wake mode a `gate` (the session's addressing check) is asked about the first words of each utterance
 (a draft at its first pause, or a probe of its first `probe_ms` of speech): an utterance it refuses is not
@@ -85,7 +91,7 @@ class TurnDetector(WakeGating):
     ) -> TurnDetector:
         """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
         unsure_ms, preroll_ms, barge_in_speech_ms, barge_in_threshold, echo_residual_margin_db,
-        max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold).
+        max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold, smart_turn_at_pause).
 
         The audio model is the installed Smart Turn unless `end_model` is given or `smart_turn` is off."""
         if turn.speculate_ms > turn.end_silence_ms:
@@ -116,6 +122,7 @@ class TurnDetector(WakeGating):
             recognised=recognised,
             end_model=end_model,
             threshold=getattr(turn, "smart_turn_threshold", 0.5),
+            model_at_pause=getattr(turn, "smart_turn_at_pause", True),
             gate=gate,
         )
 
@@ -129,6 +136,7 @@ class TurnDetector(WakeGating):
         recognised: Callable[[str], bool] | None = None,
         end_model: EndModel | None = None,
         threshold: float = 0.5,
+        model_at_pause: bool = True,
         commit: bool = False,
         gate: Callable[[str, float], bool] | None = None,
         probe_ms: float = PROBE_MS,
@@ -137,7 +145,9 @@ class TurnDetector(WakeGating):
         """`recognised(text)` says whether a transcript is one the assistant understands outright (a
         skill command). With `unsure_ms` > 0, transcripts it rejects are unsure: `end_model` (if given)
         decides from the audio, P(finished) >= `threshold` ends the turn; otherwise, or without a model
-        for short ones, they wait `unsure_ms` of silence. `commit`: transcribe while the wearer speaks
+        for short ones, they wait `unsure_ms` of silence. `model_at_pause`: the model starts with each
+        transcript that may end the turn and is cancelled if the words settle it; otherwise it starts only
+        once the words read unsure. `commit`: transcribe while the wearer speaks
         (`companion.stt.prefix`; off by default: on real speech it cost 0.8 WER points for ~40% less audio
         in the final pass of the turns it applied to, see docs/benchmarks.md). `clock` is the wall clock
         (tests script it).
@@ -164,6 +174,7 @@ class TurnDetector(WakeGating):
         self.recognised = recognised
         self.end_model = end_model if unsure_ms else None
         self.threshold = threshold
+        self.model_at_pause = model_at_pause
         self._clock = clock
         self._queue: asyncio.Queue[TurnEvent | _Failure | _Closed] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -253,6 +264,7 @@ class TurnDetector(WakeGating):
             self._drop_spec()
             if wake_rule("pause", self._addressed) == "draft":
                 self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech, draft=True)
+                self._ask_alongside(self._spec)
         elif isinstance(ev, SpeechResumed):
             self._drop_spec(keep=True)
             self._resumed(ev.t)
@@ -270,6 +282,7 @@ class TurnDetector(WakeGating):
             ):
                 self._drop_spec()
                 job = self._spec = self._start_job(ev.end_sample, ev.t_end_of_speech)
+                self._ask_alongside(job)
             self._ending = _Ending(job, ev.t_decided, ev.forced)
             if job.result is not None and job.result.suspect:
                 self._reread(self._ending)
@@ -318,10 +331,22 @@ class TurnDetector(WakeGating):
         job.task = self._own(self._transcribe(job), "turn-stt")
         return job
 
+    def _ask_alongside(self, job: _Job) -> None:
+        """Start the audio model on the turn so far (with the silence heard up to now, ~64 ms at a pause)
+        while `job` transcribes it. Not for speech whose address is still unknown (wake mode): its first
+        words may show it is not for the assistant at all."""
+        unknown_address = self.gate is not None and not self._addressed
+        if not self.model_at_pause or self.end_model is None or unknown_address:
+            return
+        pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
+        job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
+
     def _reread(self, ending: _Ending) -> None:
         """The draft that ends the turn came back suspect (a short clip heard as silence or with a
         repeat): transcribe the same audio again as a final pass, which may re-read it."""
         old = ending.job
+        if old.model_task is not None:
+            old.model_task.cancel()  # the re-read's words decide whether the voice is asked again
         job = _Job(old.start, old.end, old.t_end_of_speech, old.audio, reread=True, offset=old.offset)
         job.after = old.after
         ending.job = self._spec = job
@@ -393,12 +418,18 @@ class TurnDetector(WakeGating):
             return  # not addressed: no hypothesis, no model, no decision (it ends at its end of speech)
         job.cue = text_cue(job.result.text, self.recognised)
         if job.cue == "open" and self.end_model is not None:
-            # The words leave the end open: ask the voice, from the turn's start to now (the silence so
-            # far included, as the model was trained), while the endpointer's silence runs on.
-            pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
-            job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
+            if job.model_task is None:
+                # Not asked alongside: ask the voice now, from the turn's start to now, while the
+                # endpointer's silence runs on.
+                pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
+                job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
+            elif job.model_task.done() and job.p_complete is None:
+                job.cue = "open-text"  # the model failed on it already
+        elif job.model_task is not None:
+            job.model_task.cancel()  # the words settle the end: the voice's answer is not needed
+            job.model_task = None
         if ending is not None and ending.job is job:
-            self._decide(ending, max(ending.t_decided, job.t_done))
+            self._decide(ending, max(ending.t_decided, job.t_done, job.t_model_done))
         elif job.result.text:
             job.offered = True
             self._emit(Hypothesis(job.result.text, job.t_end_of_speech))
@@ -414,11 +445,13 @@ class TurnDetector(WakeGating):
             p = None
         job.t_model_done = self.now()
         job.p_complete = p
+        if job.result is None:
+            return  # asked alongside the transcript, which is not in yet: it decides when it is
         if p is None:
             job.cue = "open-text"
         ending = self._ending
         if not self._closed and job is self._spec and ending is not None and ending.job is job:
-            self._decide(ending, max(ending.t_decided, job.t_model_done))
+            self._decide(ending, max(ending.t_decided, job.t_done, job.t_model_done))
 
     # -- decisions
 
@@ -474,6 +507,8 @@ class TurnDetector(WakeGating):
             self._finish(ending, max(self.endpointer.now, ending.job.t_done), ending.reason)
 
     def _finish(self, ending: _Ending, t_end_of_turn: float, reason: str) -> None:
+        if ending.job.model_task is not None and not ending.job.model_task.done():
+            ending.job.model_task.cancel()  # ended without the voice (forced, or the hold ran out)
         self._emit_turn(ending.job, t_end_of_turn, reason, self._t_onset)
         self._reset()
 
