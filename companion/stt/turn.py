@@ -336,8 +336,11 @@ class TurnDetector(WakeGating):
         while `job` transcribes it. Not for speech whose address is still unknown (wake mode): its first
         words may show it is not for the assistant at all."""
         unknown_address = self.gate is not None and not self._addressed
-        if not self.model_at_pause or self.end_model is None or unknown_address:
-            return
+        if self.model_at_pause and self.end_model is not None and not unknown_address:
+            self._start_model(job)
+
+    def _start_model(self, job: _Job) -> None:
+        """Ask the audio model about the turn from its start to now, the silence so far included."""
         pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
         job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
 
@@ -419,10 +422,7 @@ class TurnDetector(WakeGating):
         job.cue = text_cue(job.result.text, self.recognised)
         if job.cue == "open" and self.end_model is not None:
             if job.model_task is None:
-                # Not asked alongside: ask the voice now, from the turn's start to now, while the
-                # endpointer's silence runs on.
-                pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
-                job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
+                self._start_model(job)  # not asked alongside: now, while the endpointer's silence runs on
             elif job.model_task.done() and job.p_complete is None:
                 job.cue = "open-text"  # the model failed on it already
         elif job.model_task is not None:
