@@ -96,7 +96,20 @@ class TurnConfig(_Section):
     # While the mic's audio comes out of the host echo canceller, speech must also be this much louder than
     # the background heard without it: the canceller shapes noise into something the VAD scores as speech.
     echo_residual_margin_db: float = Field(6.0, ge=0, le=30)
+    # Inside an utterance, audio this far over the room's noise floor (and near the level the utterance began
+    # at) still counts as the voice when the VAD scores it silence, as it does falsetto and other unusual
+    # voices: the turn no longer ends, and the reply no longer starts, inside the sentence. 0: off.
+    voice_margin_db: float = Field(30.0, ge=0, le=80)
     max_utterance_s: float = Field(30.0, gt=1, le=120)
+
+    @field_validator("voice_margin_db")
+    @classmethod
+    def _voice_margin(cls, v: float) -> float:
+        from companion.audio.vad import VOICE_MARGIN_MIN_DB
+
+        if 0 < v < VOICE_MARGIN_MIN_DB:
+            raise ValueError(f"must be 0 (off) or at least {VOICE_MARGIN_MIN_DB:g} dB: nearer is noise")
+        return v
 
 
 class LlmConfig(_Section):

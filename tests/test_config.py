@@ -74,6 +74,7 @@ def _error(environ: dict[str, str], path: Path | None = None) -> str:
         ({"COMPANION_TURN__END_SILENCE_MS": "1500"}, "turn.end_silence_ms", "fallback_ms (1200)"),
         ({"COMPANION_TURN__UNSURE_MS": "5000"}, "turn.unsure_ms", "fallback_ms (1200)"),
         ({"COMPANION_LLM__TIMEOUT_S": "1e400"}, "llm.timeout_s", "finite"),
+        ({"COMPANION_TURN__VOICE_MARGIN_DB": "12"}, "turn.voice_margin_db", "0 (off) or at least 20 dB"),
     ],
 )
 def test_each_bad_value_is_named_at_load(environ: dict[str, str], key: str, reason: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from companion.audio.vad import (
     REST_PROB,
     REST_WINDOWS,
+    VOICE_ONLY_MAX_S,
     WINDOW,
     EndOfSpeech,
     Endpointer,
@@ -385,3 +386,53 @@ def test_soft_first_words_of_real_speech_are_kept(speech_set):
     first = next(e for e in events if isinstance(e, EndOfSpeech))
     assert started.t > 1.0 + 0.9  # the VAD itself does not hear the first words
     assert first.start_sample <= len(room)  # the utterance starts before them
+
+
+# --- a voice the VAD scores as silence, inside an utterance ----------------------------------------
+
+
+def voice_case(voice_rms: float, *, room: int = 64, **kwargs) -> tuple[Endpointer, np.ndarray]:
+    """Room tone (about -75 dBFS, `room` windows), a word the VAD hears (6 windows at about -32 dBFS), 12
+    windows at `voice_rms` that it scores as silence (a falsetto), 4 windows it hears again, then the room."""
+    parts = [(room, 6.0), (6, 800), (12, voice_rms), (4, 800), (30, 6.0)]
+    pcm = np.concatenate([tone(n, rms, seed=k) for k, (n, rms) in enumerate(parts, 1)])
+    probs = [0.02] * room + [0.9] * 6 + [0.04] * 12 + [0.9] * 4 + [0.02] * 30
+    return Endpointer(ScriptedVAD(probs), end_silence_ms=220, speculate_ms=60, tail_ms=60, **kwargs), pcm
+
+
+def ends(events: list) -> list[float]:
+    return [round(e.t_end_of_speech / W) for e in events if isinstance(e, EndOfSpeech)]
+
+
+def test_a_voice_the_vad_scores_as_silence_stays_one_utterance_while_loud_over_the_room():
+    """Silero scores falsetto 0.01-0.1 at -20 dBFS in a -75 dBFS room: without the level rule the turn
+    ended after the first word and the reply played over the rest of the sentence."""
+    ep, pcm = voice_case(800, voice_margin_db=30)
+    assert ends(run(ep, pcm)) == [64 + 22]  # one utterance, to the last word
+    ep, pcm = voice_case(800, voice_margin_db=None)
+    assert ends(run(ep, pcm)) == [64 + 6, 64 + 22]  # off: split at the falsetto
+
+
+def test_the_voice_level_rule_needs_a_known_room_a_loud_voice_and_no_reply_playing():
+    """Not a word's decay (15 dB and more under the onset), not before a second of the room has set its
+    floor, and not while a reply plays or the canceller shapes the audio (its echo is loud too)."""
+    ep, pcm = voice_case(100, voice_margin_db=30)  # -50 dBFS: 18 dB under the onset
+    assert ends(run(ep, pcm)) == [64 + 6, 64 + 22]
+    ep, pcm = voice_case(800, room=20, voice_margin_db=30)  # the floor is not known yet
+    assert ends(run(ep, pcm)) == [20 + 6, 20 + 22]
+    for flag in ("interruptible", "echo_residual"):
+        ep, pcm = voice_case(800, voice_margin_db=30, residual_margin_db=0.0)
+        setattr(ep, flag, True)
+        assert len(ends(run(ep, pcm))) == 2, flag
+    with pytest.raises(ValueError, match="voice_margin_db"):
+        Endpointer(ScriptedVAD([]), voice_margin_db=10)
+
+
+def test_a_loud_noise_that_starts_while_the_wearer_speaks_holds_the_turn_at_most_a_while():
+    """Music starting under the last word is as loud as a voice but never scored as one: it extends the
+    utterance by at most VOICE_ONLY_MAX_S after the last window the VAD heard, then the turn ends."""
+    pcm = np.concatenate([tone(64, 6.0, seed=1), tone(6, 800, seed=2), tone(100, 800, seed=3)])
+    probs = [0.02] * 64 + [0.9] * 6 + [0.04] * 100
+    ep = Endpointer(ScriptedVAD(probs), end_silence_ms=220, speculate_ms=60, tail_ms=60, voice_margin_db=30)
+    cap = int(VOICE_ONLY_MAX_S * SR) // WINDOW
+    assert ends(run(ep, pcm)) == [64 + 6 + cap]

@@ -48,6 +48,12 @@ FLOOR_MIN_DB = -90.0  # quieter windows are digital silence, not a room: they do
 FLOOR_KNOWN_WINDOWS = 32  # the noise floor speaks for the room once this many windows (1 s) have set it
 LEAD_MARGIN = 1600  # samples (100 ms) kept before the first soft word found before an onset
 REST_PROB = 0.35  # the endpointer's default speech-off level (threshold 0.5 - 0.15)
+#: `Endpointer.voice_margin_db`: the smallest margin over the room's floor allowed, and how far under the
+#: onset's level a window may fall and still count as the voice (a word's decay falls further).
+VOICE_MARGIN_MIN_DB = 20.0
+VOICE_BELOW_ONSET_DB = 15.0
+#: ... and for at most this long after the last window the VAD heard as speech (a falsetto phrase was 1.1 s).
+VOICE_ONLY_MAX_S = 1.5
 
 
 _INT16_SCALE = np.float32(1 / 32768)
@@ -334,6 +340,7 @@ class Endpointer:
         barge_in_speech_ms: float | None = None,
         barge_in_threshold: float | None = None,
         residual_margin_db: float = 6.0,
+        voice_margin_db: float | None = None,
         max_utterance_s: float = 30.0,
         history_s: float = 60.0,
     ) -> None:
@@ -356,6 +363,8 @@ class Endpointer:
             raise ValueError(f"need 0 < barge_in_threshold ({barge_on}) <= threshold ({threshold})")
         if residual_margin_db < 0:
             raise ValueError(f"need residual_margin_db >= 0, got {residual_margin_db}")
+        if voice_margin_db is not None and voice_margin_db < VOICE_MARGIN_MIN_DB:
+            raise ValueError(f"need voice_margin_db >= {VOICE_MARGIN_MIN_DB} or None, got {voice_margin_db}")
         if history_s < max_utterance_s + (pre_roll_ms + lead_in_ms) / 1000:
             raise ValueError(f"history_s ({history_s}) must cover max_utterance_s, pre-roll and lead-in")
         self.vad = vad or SileroVAD()
@@ -385,6 +394,14 @@ class Endpointer:
         self.echo_residual = False
         self.residual_margin_db = residual_margin_db
         self.noise_floor_db: float | None = None
+        #: Inside an utterance, a window this far over the noise floor, and within VOICE_BELOW_ONSET_DB of the
+        #: speech that confirmed the onset, is still the voice whatever the VAD scores (None: off). Silero
+        #: scores falsetto and other voices unlike its training 0.01-0.1 at -20 dBFS over a -75 dBFS room,
+        #: so without this the turn ended inside the sentence and the reply played over its rest.
+        self.voice_margin_db = voice_margin_db
+        self._voice_only_max = int(VOICE_ONLY_MAX_S * SAMPLE_RATE)
+        self._onset_db = -math.inf  # the level of the windows that confirmed the current onset
+        self._heard_end = 0  # end of the last window the VAD itself scored as speech
         self._first_levels: list[float] = []  # the first FLOOR_KNOWN_WINDOWS levels that set the noise floor
         self._last_end = 0  # where the previous utterance's audio ended: a lead-in never reaches into it
         self._reply_end = 0  # the end of the audio last fed while a reply played: nor into that
@@ -467,7 +484,10 @@ class Endpointer:
                 self._track_floor(self._level_db(start, end))
             self._idle_window(p, start, end, events)
             return
-        if p >= self.threshold or (p >= self.neg_threshold and not self._in_silence):
+        heard = p >= self.threshold or (p >= self.neg_threshold and not self._in_silence)
+        if heard:
+            self._heard_end = end
+        if heard or self._voice_level(start, end):
             if self._paused:
                 events.append(SpeechResumed(self._ring.time_of(start)))
             self._speech_end, self._in_silence, self._paused = end, False, False
@@ -487,6 +507,20 @@ class Endpointer:
         x = self._ring.slice(start, end).astype(np.float32)
         power = float(np.dot(x, x)) / max(len(x), 1) / 32768.0**2
         return 10 * math.log10(power) if power > 0 else -math.inf
+
+    def _voice_level(self, start: int, end: int) -> bool:
+        """Whether a window the VAD scored as silence is loud enough to be the same voice (see
+        `voice_margin_db`). Off while a reply plays or the canceller shapes the audio (its echo is loud too)
+        and until the room's floor is known."""
+        margin, floor = self.voice_margin_db, self.noise_floor_db
+        if margin is None or floor is None or self.interruptible or self.echo_residual:
+            return False
+        if end - self._heard_end > self._voice_only_max:
+            return False  # a noise that started while the wearer spoke (music) must not hold the turn open
+        if len(self._first_levels) < FLOOR_KNOWN_WINDOWS:
+            return False
+        level = self._level_db(start, end)
+        return level >= floor + margin and level >= self._onset_db - VOICE_BELOW_ONSET_DB
 
     def _track_floor(self, level_db: float) -> None:
         """Follow the level of windows without speech: down quickly, up slowly (a few seconds), so a
@@ -517,6 +551,7 @@ class Endpointer:
         if self._candidate is not None and end - self._candidate >= need:
             self._onset, self._candidate = self._candidate, None
             self._start = self._audio_start(self._onset, end)
+            self._onset_db, self._heard_end = self._level_db(self._onset, end), end
             self._speech_end, self._in_silence, self._paused = end, False, False
             events.append(SpeechStarted(self._ring.time_of(self._onset), self._onset))
 

@@ -91,7 +91,8 @@ class TurnDetector(WakeGating):
     ) -> TurnDetector:
         """A detector from a `companion.config.TurnConfig` (end_silence_ms, speculate_ms, fallback_ms,
         unsure_ms, preroll_ms, barge_in_speech_ms, barge_in_threshold, echo_residual_margin_db,
-        max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold, smart_turn_at_pause).
+        voice_margin_db, max_utterance_s, smart_turn, smart_turn_model, smart_turn_threshold,
+        smart_turn_at_pause).
 
         The audio model is the installed Smart Turn unless `end_model` is given or `smart_turn` is off."""
         if turn.speculate_ms > turn.end_silence_ms:
@@ -106,6 +107,7 @@ class TurnDetector(WakeGating):
             barge_in_speech_ms=getattr(turn, "barge_in_speech_ms", None),
             barge_in_threshold=getattr(turn, "barge_in_threshold", None),
             residual_margin_db=getattr(turn, "echo_residual_margin_db", 6.0),
+            voice_margin_db=getattr(turn, "voice_margin_db", 0.0) or None,
             tail_ms=min(100, turn.speculate_ms),
             max_utterance_s=turn.max_utterance_s,
             history_s=max(60.0, 2 * turn.max_utterance_s),
