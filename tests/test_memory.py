@@ -137,3 +137,17 @@ def test_clear_keeps_the_system_prompt() -> None:
     conv.add_user("hi")
     conv.clear()
     assert conv.messages() == [Message("system", "sys")]
+
+
+def test_an_unanswered_user_message_can_be_taken_back() -> None:
+    """The wearer went on before hearing a reply: the whole request replaces the first part."""
+    conv = Conversation("")
+    conv.add_user("Hi.")
+    conv.add_assistant("Hello!")
+    conv.add_user("What's the weather")
+    revision = conv.revision
+    assert not conv.retract_user("something else")
+    assert conv.retract_user("What's the weather")
+    assert conv.revision > revision
+    assert [t.content for t in conv.turns] == ["Hi.", "Hello!"]
+    assert not conv.retract_user("Hi.")  # answered: it stays

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
 import pytest
@@ -22,22 +22,42 @@ from tests.fixtures.fakes import FakeLink, FakeRecognizer, FakeTTS, speech
 from tests.fixtures.session_rig import next_event
 
 
-def _config(**session: object) -> Config:
+def _config(turn: dict[str, object] | None = None, **session: object) -> Config:
     # No audio end-of-turn model: the words decide (the model has its own tests).
-    return Config.model_validate({"turn": {"smart_turn": False}, "session": session})
+    return Config.model_validate({"turn": {"smart_turn": False, **(turn or {})}, "session": session})
+
+
+class GatedTTS(FakeTTS):
+    """Synthesises nothing until `gate` is set: the reply is still being made while the wearer goes on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def stream(self, text: str) -> AsyncGenerator[np.ndarray, None]:
+        await self.gate.wait()
+        async for chunk in super().stream(text):
+            yield chunk
 
 
 class FastRig:
-    def __init__(self, *texts: str, mode: str | None = None, **session: object) -> None:
+    def __init__(
+        self,
+        *texts: str,
+        mode: str | None = None,
+        tts: FakeTTS | None = None,
+        turn: dict[str, object] | None = None,
+        **session: object,
+    ) -> None:
         self.link = FakeLink()
         self.stt = FakeRecognizer(*texts)
-        self.tts = FakeTTS()
+        self.tts = tts or FakeTTS()
         self.hub = EventHub()
         self.events = self.hub.subscriber()
         self.seen: list[object] = []
         engines = Engines(stt=self.stt, tts=self.tts, llm=None)
         self.session = Session.from_engines(
-            engines, self.link, _config(**session), hub=self.hub, mode=mode, earcons_enabled=False
+            engines, self.link, _config(turn, **session), hub=self.hub, mode=mode, earcons_enabled=False
         )
 
     async def next(self, kind: type, where=lambda e: True, timeout: float = 3.0):  # type: ignore[no-untyped-def]
@@ -184,3 +204,47 @@ async def test_a_tap_while_the_headset_has_no_credit_ends_the_whole_reply(rig_fa
     assert not producers, producers
     heard = rig.session.conversation.last_assistant() or ""
     assert len(heard) < len(reply.text), heard
+
+
+async def _two_parts(rig: FastRig, *, tap_between: bool = False) -> tuple[TranscriptEvent, ReplyEvent]:
+    """The first part ends a turn (its reply is held back by the TTS gate); the wearer goes on at once."""
+    assert isinstance(rig.tts, GatedTTS)
+    rig.link.speak(speech(silence_s=0.6))
+    await rig.next(TranscriptEvent)
+    await rig.next(StateChanged, where=lambda e: e.state == "thinking")
+    if tap_between:
+        rig.link.press(Button.TAP)
+        await until(lambda: rig.session.reply_task is None, 1, "the reply stopped")
+    rig.link.speak(speech())
+    second = await rig.next(TranscriptEvent)
+    rig.tts.gate.set()
+    return second, await rig.next(ReplyEvent, where=lambda e: not e.interrupted)
+
+
+def _asked(rig: FastRig) -> list[str]:
+    return [t.content for t in rig.session.conversation.turns if t.role == "user"]
+
+
+async def test_going_on_before_the_reply_is_heard_makes_one_request(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    """ "Set a timer." ends a turn (the skills need a duration: not a command by itself) and the wearer goes
+    on, "for five minutes.", before a word of the question back was played: one request, answered whole,
+    and the history holds it once."""
+    rig = await rig_factory("Set a timer.", "for five minutes.", tts=GatedTTS(), turn={"unsure_ms": 0})
+    second, reply = await _two_parts(rig)
+    assert second.text == "for five minutes."  # the transcript is the utterance's own
+    assert reply.intent == "timer.set" and "5 minutes" in reply.text, reply.text
+    assert _asked(rig) == ["Set a timer for five minutes."]
+    assert len(rig.session.skills_context.timers.list()) == 1
+
+
+async def test_after_a_tap_or_a_command_the_next_words_stand_alone(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    """A tap stops the reply on purpose, and a command the skills know stands by itself: neither is joined
+    to the turn before."""
+    rig = await rig_factory("Set a timer.", "for five minutes.", tts=GatedTTS(), turn={"unsure_ms": 0})
+    _second, reply = await _two_parts(rig, tap_between=True)
+    assert reply.intent == "fallback"  # "for five minutes." alone is no command
+    assert _asked(rig) == ["Set a timer.", "for five minutes."]
+
+    rig = await rig_factory("Set a timer.", "What time is it?", tts=GatedTTS(), turn={"unsure_ms": 0})
+    _second, reply = await _two_parts(rig)
+    assert reply.intent == "time"

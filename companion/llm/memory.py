@@ -74,6 +74,16 @@ class Conversation:
             return
         self.revision += 1
 
+    def retract_user(self, text: str) -> bool:
+        """Take back the latest message if it is the user's `text` with no reply after it (the wearer went
+        on speaking before hearing one: the whole request replaces it). Returns whether it was taken."""
+        last = self._turns[-1] if self._turns else None
+        if last is None or last.role != "user" or last.content != text.strip():
+            return False
+        self._turns.pop()
+        self.revision += 1
+        return True
+
     def last_assistant(self) -> str | None:
         """The latest assistant reply as heard (what "say that again" repeats), or None."""
         return next((t.content for t in reversed(self._turns) if t.role == "assistant"), None)

@@ -52,6 +52,7 @@ from companion.protocol import DeviceState
 from companion.remote.errors import SpeechServiceUnavailable
 from companion.session.announce import AnnouncementPlayer
 from companion.session.commands import SessionCommands
+from companion.session.continuation import Unheard, continued
 from companion.session.headset import HeadsetEvents
 from companion.session.led import LedMirror
 from companion.session.mic import MicPath
@@ -104,6 +105,7 @@ class Session:
         self.mode = mode or sc.mode or "hands_free"
         self.addressing = Addressing(sc.wake_phrase, sc.follow_up_s, follow_up_ok=self._reads_as_request)
         self._t_speech_start = 0.0
+        self._unheard: Unheard | None = None  # the last turn, if its reply was cut before a word played
         self.conversation = Conversation(self.config.llm.system_prompt, self.config.llm.history_turns)
         self.commands = SessionCommands(self)
         self.skills_context = SessionSkills(self)
@@ -326,10 +328,26 @@ class Session:
         self.hub.publish(TranscriptEvent(self.device, text, round(len(turn.audio) / SAMPLE_RATE, 2)))
         log.info("%s heard: %s", self.device, text)
         await self.cancel_reply()
+        text = self._whole_request(text, turn.t_start)
         prepared, self._prepared = self._prepared, None
         self.player.stop_watching()  # from here the reply reads its words itself
         marks.speculative = prepared is not None and prepared.user_text == text
-        self.reply_task = self.spawn(self._reply(text, prepared, marks, self.turns), "reply")
+        said = Unheard(text, turn.t_end_of_speech)  # kept if the reply is cut before a word of it plays
+        self.reply_task = self.spawn(self._reply(said, prepared, marks, self.turns), "reply")
+
+    def _whole_request(self, text: str, t_start: float | None) -> str:
+        """`text`, or the request it completes: the wearer went on speaking soon after the last turn and
+        heard none of its reply (`session/continuation.py`). Times on the audio clock. Not in wake mode,
+        where the gate decides."""
+        unheard, self._unheard = self._unheard, None
+        if self.mode == "wake" or not t_start:
+            return text
+        whole = continued(unheard, text, t_start, self._recognised)
+        if whole is None or unheard is None:
+            return text
+        log.info("%s: went on before hearing the reply: answering both parts as one request", self.device)
+        self.conversation.retract_user(unheard.text)
+        return whole
 
     def _reads_as_request(self, text: str) -> bool:
         """A follow-up without the phrase must read as one (wake.py): a question, or a skill's words."""
@@ -366,11 +384,14 @@ class Session:
         self.player.drop_prefetch()
 
     # -- replies -----------------------------------------------------------------------------------
-    async def _reply(self, text: str, prepared: PreparedReply | None, marks: Milestones, turn: int) -> None:
+    async def _reply(
+        self, said: Unheard, prepared: PreparedReply | None, marks: Milestones, turn: int
+    ) -> None:
+        text = said.text
         self.set_state(DeviceState.THINKING)
         spoken = Spoken()
         reply_parts: list[str] = []
-        interrupted = False
+        interrupted = cancelled = False
         source = ""
         try:
             deltas = self.responder.respond(text, prepared)
@@ -380,7 +401,7 @@ class Session:
                 audio = with_thinking_cue(audio, earcons.thinking(), on_cue=self._prepare_fallback)
             await self.player.play(audio, marks, spoken)
         except asyncio.CancelledError:
-            interrupted = True
+            interrupted = cancelled = True
             raise
         except LinkError as exc:
             interrupted = True
@@ -391,7 +412,10 @@ class Session:
             self.player.prefetch.clear()
             reply = "".join(reply_parts).strip()
             if interrupted:
-                self.conversation.truncate_assistant(spoken.heard(time.monotonic()))
+                heard = spoken.heard(time.monotonic())
+                self.conversation.truncate_assistant(heard)
+                if cancelled and not heard:
+                    self._unheard = said
             else:
                 self.set_state(DeviceState.IDLE)
                 self.addressing.open_window()  # a follow-up needs no wake phrase
@@ -430,6 +454,8 @@ class Session:
         with contextlib.suppress(LinkError, OSError, asyncio.TimeoutError):
             await self.speaker.abort()  # flush the headset first; the reply's cleanup can take longer
         await self.cancel_reply()
+        if clear:
+            self._unheard = None  # stopped on purpose: what the wearer says next is a new request
         self.set_state(DeviceState.LISTENING if self.listening else DeviceState.IDLE)
 
     # -- listening ---------------------------------------------------------------------------------
