@@ -508,17 +508,22 @@ class Endpointer:
         power = float(np.dot(x, x)) / max(len(x), 1) / 32768.0**2
         return 10 * math.log10(power) if power > 0 else -math.inf
 
+    @property
+    def _floor_known(self) -> bool:
+        """Whether a second of room has set the noise floor (before that it may be one odd window's)."""
+        return len(self._first_levels) >= FLOOR_KNOWN_WINDOWS
+
     def _voice_level(self, start: int, end: int) -> bool:
         """Whether a window the VAD scored as silence is loud enough to be the same voice (see
         `voice_margin_db`). Off while a reply plays or the canceller shapes the audio (its echo is loud too)
         and until the room's floor is known."""
         margin, floor = self.voice_margin_db, self.noise_floor_db
-        if margin is None or floor is None or self.interruptible or self.echo_residual:
+        if margin is None or floor is None or not self._floor_known:
+            return False
+        if self.interruptible or self.echo_residual:
             return False
         if end - self._heard_end > self._voice_only_max:
             return False  # a noise that started while the wearer spoke (music) must not hold the turn open
-        if len(self._first_levels) < FLOOR_KNOWN_WINDOWS:
-            return False
         level = self._level_db(start, end)
         return level >= floor + margin and level >= self._onset_db - VOICE_BELOW_ONSET_DB
 
@@ -565,8 +570,8 @@ class Endpointer:
         earliest = max(self._ring.start, self._last_end, self._reply_end, start - self._lead_in)
         walk = (onset - earliest) // WINDOW * WINDOW
         levels = window_levels_db(self._ring.slice(onset - walk, onset), WINDOW)
-        known = len(self._first_levels) >= FLOOR_KNOWN_WINDOWS
-        lead = lead_windows(levels, self._level_db(onset, confirmed), self.noise_floor_db if known else None)
+        floor = self.noise_floor_db if self._floor_known else None
+        lead = lead_windows(levels, self._level_db(onset, confirmed), floor)
         if lead == 0:
             return start
         return min(start, max(earliest, onset - lead * WINDOW - LEAD_MARGIN))

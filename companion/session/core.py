@@ -340,10 +340,10 @@ class Session:
         heard none of its reply (`session/continuation.py`). Times on the audio clock. Not in wake mode,
         where the gate decides."""
         unheard, self._unheard = self._unheard, None
-        if self.mode == "wake" or not t_start:
+        if unheard is None or self.mode == "wake" or not t_start:
             return text
         whole = continued(unheard, text, t_start, self._recognised)
-        if whole is None or unheard is None:
+        if whole is None:
             return text
         log.info("%s: went on before hearing the reply: answering both parts as one request", self.device)
         self.conversation.retract_user(unheard.text)
