@@ -85,12 +85,14 @@ class ScriptedModel:
     def __init__(self, probs: dict[int, float | None]) -> None:
         self.probs = probs
         self.calls: list[int] = []
+        self.heard_s: list[float] = []  # the length of the audio each call was given
         self.cancelled = 0  # calls stopped before they answered
         self.gate: asyncio.Event | None = None
 
     async def aprobability(self, pcm: np.ndarray) -> float:
         n = bursts(pcm)
         self.calls.append(n)
+        self.heard_s.append(len(pcm) / SR)
         if self.gate is not None:
             try:
                 await self.gate.wait()
@@ -331,6 +333,32 @@ async def test_not_at_the_pause_the_voice_is_asked_only_once_the_words_read_unsu
         assert turn.reason == "audio" and model.calls == [1]
     finally:
         await det.aclose()
+
+
+async def test_the_voice_hears_the_same_silence_however_late_it_is_asked():
+    """Smart Turn reads trailing silence as a cue: asked after 220 ms it calls some pauses inside a sentence
+    finished that it called unfinished at the pause. So a model asked late (after the words, or after a
+    re-read) is given the audio up to the pause, as if asked alongside the draft."""
+    heard = []
+    for at_pause in (True, False):
+        model = ScriptedModel({1: 0.93})
+        stt = ScriptedSTT({1: "What's the capital of France?"})
+        stt.gate = asyncio.Event()
+        det = detector(stt, model, at_pause=at_pause)
+        r = Run(det)
+        try:
+            await r.feed(np.concatenate([quiet(0.3), speech(1.2), quiet(0.4)]))  # past the end silence
+            stt.gate.set()
+            await r.feed(quiet(0.1))
+            [turn] = r.turns
+            assert turn.reason == "audio" and model.calls == [1]
+            heard.append(model.heard_s[0])
+        finally:
+            await det.aclose()
+    asked_alongside, asked_late = heard
+    # the turn's audio from its pre-roll, the speech, and the ~60 ms of silence that called the pause
+    assert asked_late == pytest.approx(asked_alongside, abs=0.005)
+    assert 0.3 + 1.2 + 0.05 <= asked_late <= 0.3 + 1.2 + 0.07
 
 
 @pytest.mark.parametrize(

@@ -446,6 +446,16 @@ class Endpointer:
         """Audio-clock time of a stream sample index."""
         return self._ring.time_of(sample)
 
+    def pause_point(self, end_sample: int) -> int:
+        """Where the pause was called for an utterance whose audio ends at `end_sample` (an event's
+        `end_sample`: the speech and its tail): the speech plus the whole windows of silence that made
+        `speculate_ms`, or the stream so far if that is not heard yet. A model that reads the silence as a
+        cue (the audio end-of-turn model) is given audio up to here whenever it runs, so a busy machine that
+        asks it late does not change its answer: with ~200 ms more silence, Smart Turn calls some pauses
+        inside a sentence finished."""
+        windows = -(-self._speculate // WINDOW)
+        return min(self.stream_end, end_sample - self._tail + windows * WINDOW)
+
     def audio(self, start_sample: int, end_sample: int) -> np.ndarray:
         """The stream's int16 samples in [start_sample, end_sample) that are still in the history."""
         return self._ring.slice(start_sample, end_sample)

@@ -342,8 +342,9 @@ class TurnDetector(WakeGating):
             self._start_model(job)
 
     def _start_model(self, job: _Job) -> None:
-        """Ask the audio model about the turn from its start to now, the silence so far included."""
-        pcm = self.endpointer.audio(job.start, self.endpointer.stream_end)
+        """Ask the audio model about the turn from its start to the pause, its first `speculate_ms` of
+        silence included, however late this runs (a re-read, or not asked alongside the draft)."""
+        pcm = self.endpointer.audio(job.start, self.endpointer.pause_point(job.end))
         job.model_task = self._own(self._ask_model(job, pcm), "turn-model")
 
     def _reread(self, ending: _Ending) -> None:
