@@ -297,13 +297,18 @@ async def test_text_only_without_a_model(text, reason, wait_ms):
     assert turn.reason == reason and wait_ms <= r.wait_ms(turn) <= wait_ms + 40
 
 
-async def test_the_voice_is_asked_at_the_pause_alongside_the_transcript():
-    """The model starts with the draft, not after it: an open question waits for the slower of the two."""
+def gated_question(*, at_pause: bool = True) -> tuple[ScriptedModel, ScriptedSTT, TurnDetector, Run]:
+    """An open question the voice calls finished (0.93), whose words wait until `stt.gate` opens."""
     model = ScriptedModel({1: 0.93})
     stt = ScriptedSTT({1: "What's the capital of France?"})
     stt.gate = asyncio.Event()
-    det = detector(stt, model)
-    r = Run(det)
+    det = detector(stt, model, at_pause=at_pause)
+    return model, stt, det, Run(det)
+
+
+async def test_the_voice_is_asked_at_the_pause_alongside_the_transcript():
+    """The model starts with the draft, not after it: an open question waits for the slower of the two."""
+    model, stt, det, r = gated_question()
     try:
         await r.feed(np.concatenate([quiet(0.3), speech(1.2), quiet(0.1)]))
         assert stt.calls == [1] and model.calls == [1]  # both asked at the pause; no words yet
@@ -319,11 +324,7 @@ async def test_the_voice_is_asked_at_the_pause_alongside_the_transcript():
 
 
 async def test_not_at_the_pause_the_voice_is_asked_only_once_the_words_read_unsure():
-    model = ScriptedModel({1: 0.93})
-    stt = ScriptedSTT({1: "What's the capital of France?"})
-    stt.gate = asyncio.Event()
-    det = detector(stt, model, at_pause=False)
-    r = Run(det)
+    model, stt, det, r = gated_question(at_pause=False)
     try:
         await r.feed(np.concatenate([quiet(0.3), speech(1.2), quiet(0.1)]))
         assert stt.calls == [1] and model.calls == []
@@ -341,11 +342,7 @@ async def test_the_voice_hears_the_same_silence_however_late_it_is_asked():
     re-read) is given the audio up to the pause, as if asked alongside the draft."""
     heard = []
     for at_pause in (True, False):
-        model = ScriptedModel({1: 0.93})
-        stt = ScriptedSTT({1: "What's the capital of France?"})
-        stt.gate = asyncio.Event()
-        det = detector(stt, model, at_pause=at_pause)
-        r = Run(det)
+        model, stt, det, r = gated_question(at_pause=at_pause)
         try:
             await r.feed(np.concatenate([quiet(0.3), speech(1.2), quiet(0.4)]))  # past the end silence
             stt.gate.set()
