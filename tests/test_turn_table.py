@@ -441,26 +441,56 @@ async def test_resumed_speech_cancels_the_speculative_model_call():
     assert not det._tasks
 
 
-async def test_held_is_when_the_model_has_answered_not_finished():
-    """What waits on `held()` (a speculative reply's synthesis) runs once the turn is held: not at a pause
-    that ends the turn, not while the model is still thinking."""
-    model = ScriptedModel({1: 0.2, 2: 0.9})
+async def settles(det: TurnDetector) -> bool:
+    """Whether `det.settled()` returns once pending callbacks have run (it waits on no real time)."""
+    waiter = asyncio.ensure_future(det.settled())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    done = waiter.done()
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    return done
+
+
+async def test_a_pause_the_voice_calls_finished_settles_the_turn_before_the_silence_runs_out():
+    """What waits on `settled()` (a speculative reply's synthesis) may run inside the end-of-turn silence
+    once the words and the voice say the turn ends there: not while the model still thinks, and no longer
+    once the wearer speaks again."""
+    model = ScriptedModel({1: 0.9, 2: 0.9})
     model.gate = asyncio.Event()
+    det = detector(ScriptedSTT({1: "Montreal forced aligner.", 2: "What is the date today?"}), model)
+    r = Run(det)
+    try:
+        await r.feed(np.concatenate([quiet(0.3), speech(0.8), quiet(0.12)]))
+        assert model.calls == [1] and [e.text for e in r.events if isinstance(e, Hypothesis)]
+        assert not await settles(det)  # the words are in, the voice is still thinking
+        model.gate.set()
+        assert await settles(det)
+        assert r.turns == []  # settled, yet the silence has not run out: the wearer may still go on
+        await r.feed(speech(0.8))
+        assert not await settles(det)  # speech resumed: the pause's verdict is void
+        await r.feed(quiet(0.5))
+        [turn] = r.turns
+        assert turn.text == "What is the date today?" and turn.reason == "audio"
+        assert not det._settled.is_set()
+    finally:
+        await det.aclose()
+
+
+async def test_a_pause_the_voice_calls_unfinished_settles_only_when_the_turn_is_held():
+    model = ScriptedModel({1: 0.2, 2: 0.9})
     det = detector(ScriptedSTT({1: "What is that?", 2: "What is the date today?"}), model)
     r = Run(det)
     try:
-        await r.feed(np.concatenate([quiet(0.3), speech(0.8), quiet(0.3)]))
+        await r.feed(np.concatenate([quiet(0.3), speech(0.8), quiet(0.12)]))
         assert model.calls == [1]
-        waiter = asyncio.ensure_future(det.held())
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert not waiter.done()  # the model is still thinking
-        model.gate.set()
-        await asyncio.wait_for(waiter, 1)  # it said "not finished": the turn is held
+        assert not await settles(det)  # "not finished": the wearer is likely to go on
+        await r.feed(quiet(0.2))
+        assert await settles(det)  # held for more speech: a reply can be made ready meanwhile
         await r.feed(np.concatenate([speech(0.8), quiet(0.3)]))  # the wearer goes on; this ends the turn
         [turn] = r.turns
         assert turn.reason == "audio"
-        assert not det._holding.is_set()
+        assert not det._settled.is_set()
     finally:
         await det.aclose()
 

@@ -374,7 +374,7 @@ class Session:
             self.player.prefetch_first(self._prepared.skill.text)
         elif self._prepared.source == "llm":
             self.player.prefetch_first_of(
-                self._prepared, when_free=self.detector.held if self.detector is not None else None
+                self._prepared, when_free=self.detector.settled if self.detector is not None else None
             )
 
     async def _drop_speculation(self) -> None:

@@ -139,9 +139,10 @@ class ReplyPlayer:
         self, prepared: PreparedReply, *, when_free: Callable[[], Awaitable[None]] | None = None
     ) -> None:
         """Synthesise the first sentence of a prepared LLM reply once its words are in and `when_free`
-        has returned: the turn detector holding the turn open (`TurnDetector.held`), so the reply's first
-        audio is ready when the hold ends. Started at every pause instead, the synthesis competed with
-        the transcript and the audio model on two cores and delayed the end of the turn it prepared for."""
+        has returned: the turn detector has settled the turn (`TurnDetector.settled`: it ends when the
+        silence runs out, or it is held), so the reply's first audio is ready when the turn ends. Started
+        at every pause instead, the synthesis competed with the transcript and the audio model on two
+        cores and delayed the end of the turn it prepared for."""
         self.stop_watching()
         self._watcher = self._spawn(self._first_sentence_of(prepared, when_free), "tts-prefetch-llm")
 

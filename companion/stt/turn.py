@@ -48,7 +48,7 @@ import numpy as np
 
 from companion.audio.vad import EndOfSpeech, Endpointer, SpeechPaused, SpeechResumed, SpeechStarted
 from companion.stt.base import PassRecognizer, SpeechRecognizer
-from companion.stt.decision import UNSURE_MAX_WORDS, decide, text_cue, wake_rule
+from companion.stt.decision import UNSURE_MAX_WORDS, Decision, decide, text_cue, wake_rule
 from companion.stt.prefix import Prefix, join_text
 from companion.stt.turn_events import EndModel, Hypothesis, SpeechDropped, Turn, TurnEvent
 from companion.stt.turn_jobs import _CLOSED, _Closed, _Ending, _Failure, _Job
@@ -180,7 +180,7 @@ class TurnDetector(WakeGating):
         self._clock = clock
         self._queue: asyncio.Queue[TurnEvent | _Failure | _Closed] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._holding = asyncio.Event()  # the turn now ending is held (see `held`)
+        self._settled = asyncio.Event()  # the words and voice say how the turn now ending ends (`settled`)
         self._turn_start: int | None = None
         self._prefix: Prefix | None = None  # the turn's committed start (see companion.stt.prefix)
         self._background: _Job | None = None  # a stale draft left to finish for the prefix
@@ -256,7 +256,7 @@ class TurnDetector(WakeGating):
             elif self._ending is not None:
                 log.debug("speech resumed after a fragment: the turn continues")
                 self._ending = None
-                self._holding.clear()
+                self._settled.clear()
             self._drop_spec(keep=True)
             if self._turn_start is None:
                 self._onset, self._t_onset = ev.sample, ev.t
@@ -299,12 +299,15 @@ class TurnDetector(WakeGating):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def held(self) -> None:
-        """Wait until the turn now ending is held for more speech (`unsure_ms`) and none of this detector's
-        transcription or audio-model jobs is running. That silence is long and idle enough for work that
-        can wait, such as synthesising a speculative reply: done at every pause, on two cores it slowed the
-        decisions it was preparing for (docs/benchmarks.md, "First sentence during the hold")."""
-        await self._holding.wait()
+    async def settled(self) -> None:
+        """Wait until the words and the voice have settled how the turn now ending ends, and none of this
+        detector's transcription or audio-model jobs is running: its pause reads as finished (it ends
+        when the silence runs out), or it is held for more speech (`unsure_ms`). Work that only pays off
+        if the turn ends, such as synthesising a speculative reply, waits for this: started at every
+        pause, on two cores it slowed the very decisions it was preparing for (docs/benchmarks.md, "First
+        sentence during the hold"); started once they are made, it is usually done when the silence is.
+        Speech that resumes unsettles it again."""
+        await self._settled.wait()
         while pending := [task for task in self._tasks if not task.done()]:
             await asyncio.wait(pending)
 
@@ -363,6 +366,8 @@ class TurnDetector(WakeGating):
         left to finish in the background, where it may settle the start of the turn (`Prefix`); one older
         background draft still queued is superseded and dropped."""
         job, self._spec = self._spec, None
+        if self._ending is None:
+            self._settled.clear()  # it was about this pause
         if job is None:
             return
         if job.model_task is not None and not job.model_task.done():
@@ -436,6 +441,7 @@ class TurnDetector(WakeGating):
         elif job.result.text:
             job.offered = True
             self._emit(Hypothesis(job.result.text, job.t_end_of_speech))
+            self._foresee(job)
 
     async def _ask_model(self, job: _Job, pcm: np.ndarray) -> None:
         assert self.end_model is not None
@@ -455,8 +461,34 @@ class TurnDetector(WakeGating):
         ending = self._ending
         if not self._closed and job is self._spec and ending is not None and ending.job is job:
             self._decide(ending, max(ending.t_decided, job.t_done, job.t_model_done))
+        elif not self._closed and job is self._spec and ending is None:
+            self._foresee(job)
 
     # -- decisions
+
+    def _decision(self, job: _Job, *, forced: bool = False) -> Decision:
+        """The decision table (`companion.stt.decision.decide`) for `job`'s transcript and voice."""
+        result = job.result
+        assert result is not None
+        return decide(
+            job.cue or text_cue(result.text, self.recognised),
+            len(result.text.split()),
+            forced=forced,
+            model_asked=job.model_task is not None,
+            p_complete=job.p_complete,
+            threshold=self.threshold,
+            unsure_s=self.unsure_s,
+            fallback_s=self.fallback_s,
+            text_rule=self.recognised is not None,
+        )
+
+    def _foresee(self, job: _Job) -> None:
+        """A pause's draft (and the voice, if asked) is in while the silence still runs: if the table
+        would end the turn on them, the turn is settled (`settled`) unless the wearer speaks again."""
+        if job.result is None or (job.model_task is not None and job.p_complete is None):
+            return  # the voice is still to answer (or failed: the words alone decide at the end)
+        if self._decision(job).action == "end":
+            self._settled.set()
 
     def _decide(self, ending: _Ending, t: float) -> None:
         """Act on the decision table (`companion.stt.decision.decide`) for the transcript ending the turn.
@@ -466,18 +498,7 @@ class TurnDetector(WakeGating):
         job = ending.job
         result = job.result
         assert result is not None
-        cue = job.cue or text_cue(result.text, self.recognised)
-        decision = decide(
-            cue,
-            len(result.text.split()),
-            forced=ending.forced,
-            model_asked=job.model_task is not None,
-            p_complete=job.p_complete,
-            threshold=self.threshold,
-            unsure_s=self.unsure_s,
-            fallback_s=self.fallback_s,
-            text_rule=self.recognised is not None,
-        )
+        decision = self._decision(job, forced=ending.forced)
         if decision.action == "drop":
             log.debug("speech without words (noise?): no turn")
             self._emit(SpeechDropped(job.t_end_of_speech))
@@ -485,6 +506,7 @@ class TurnDetector(WakeGating):
         elif decision.action == "wait":
             if decision.reason == "held":
                 p = "-" if job.p_complete is None else f"{job.p_complete:.2f}"
+                cue = job.cue or text_cue(result.text, self.recognised)
                 log.debug("%d words (%s, P=%s) held for more speech", len(result.text.split()), cue, p)
             self._wait(ending, decision.wait_s, decision.reason)
         else:
@@ -494,7 +516,7 @@ class TurnDetector(WakeGating):
         """Offer the transcript, then wait for more speech or for `wait_s` of silence."""
         ending.wait_s, ending.reason = wait_s, reason
         if reason == "held":
-            self._holding.set()
+            self._settled.set()
         if not ending.job.offered:
             ending.job.offered = True
             result = ending.job.result
@@ -540,7 +562,7 @@ class TurnDetector(WakeGating):
         )
 
     def _reset(self) -> None:
-        self._holding.clear()
+        self._settled.clear()
         self._turn_start = None
         self._prefix = None
         self._background = None
