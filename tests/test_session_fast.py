@@ -128,6 +128,20 @@ async def test_an_open_questions_first_sentence_is_ready_when_the_turn_ends(rig_
     assert spoken[0].endswith("(prepared)"), spoken
 
 
+async def test_a_finished_open_question_is_synthesised_before_its_silence_runs_out(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    """A long open question reads finished at its first pause: its reply's first sentence is synthesised
+    there, while the end-of-turn silence still runs, so its audio is ready when the turn ends."""
+    rig = await rig_factory("Could you tell me what the capital of France is?")
+    rig.link.speak(speech(silence_s=0.05))  # past its pause (a draft), short of the end of the turn
+    await until(lambda: rig.session.player.prefetch, 2, "the first sentence synthesised in the silence")
+    assert rig.session.turns == 0 and rig.tts.spoken
+    rig.link.speak(np.zeros(int(0.5 * SAMPLE_RATE), np.int16))  # the silence runs out: the turn ends
+    reply = await rig.next(ReplyEvent)
+    timings = await rig.next(TurnTimings)
+    assert reply.intent == "fallback" and timings.speculative
+    assert rig.tts.spoken.count(rig.tts.spoken[0]) == 1  # synthesised once, at the pause
+
+
 async def test_the_volume_skill_acts_through_the_session_commands(rig_factory) -> None:  # type: ignore[no-untyped-def]
     rig = await rig_factory("Set the volume to 30.")
     rig.link.speak(speech())
