@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from companion.audio.vad import (
+    QUIET_VOICE_PROB,
     REST_PROB,
     REST_WINDOWS,
     VOICE_ONLY_MAX_S,
@@ -426,6 +427,33 @@ def test_the_voice_level_rule_needs_a_known_room_a_loud_voice_and_no_reply_playi
         assert len(ends(run(ep, pcm))) == 2, flag
     with pytest.raises(ValueError, match="voice_margin_db"):
         Endpointer(ScriptedVAD([]), voice_margin_db=10)
+
+
+def soft_voice(rms: float, p: float, *, room: int = 64, flag: str | None = None, **kwargs) -> list:
+    """Room tone (about -75 dBFS, `room` windows), then 8 windows at `rms` that the VAD scores `p`; `flag`
+    names an Endpointer attribute set on (a reply playing, the canceller's output)."""
+    parts = [(room, 6.0), (8, rms), (30, 6.0)]
+    pcm = np.concatenate([tone(n, level, seed=k) for k, (n, level) in enumerate(parts, 1)])
+    probs = [0.02] * room + [p] * 8 + [0.02] * 30
+    kwargs.setdefault("voice_margin_db", 30)
+    ep = Endpointer(ScriptedVAD(probs), end_silence_ms=220, speculate_ms=60, tail_ms=60, **kwargs)
+    if flag is not None:
+        setattr(ep, flag, True)
+    return run(ep, pcm)
+
+
+def test_a_soft_voice_well_over_a_quiet_room_starts_an_utterance():
+    """Silero scores a whisper or a falsetto 0.3-0.55 in a quiet room, so such a request often went
+    unheard: a window `voice_margin_db` over the room's floor may start speech from QUIET_VOICE_PROB."""
+    started = [e for e in soft_voice(800, 0.4) if isinstance(e, SpeechStarted)]
+    assert len(started) == 1 and started[0].t == pytest.approx(64 * W)
+    assert soft_voice(800, QUIET_VOICE_PROB - 0.1) == []  # the VAD hears nothing like a voice
+    assert soft_voice(100, 0.4) == []  # 25 dB over the room: as loud as a radio next door
+    assert soft_voice(800, 0.4, voice_margin_db=None) == []  # the rule is off
+    assert soft_voice(800, 0.4, room=20) == []  # the room's floor is not known yet
+    # Off out of the canceller (its residual is loud too); during a reply barge_in_threshold rules.
+    assert soft_voice(800, 0.4, flag="echo_residual", residual_margin_db=0.0) == []
+    assert soft_voice(800, 0.4, flag="interruptible", barge_in_speech_ms=64, barge_in_threshold=0.5) == []
 
 
 def test_a_loud_noise_that_starts_while_the_wearer_speaks_holds_the_turn_at_most_a_while():

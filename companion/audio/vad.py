@@ -54,6 +54,9 @@ VOICE_MARGIN_MIN_DB = 20.0
 VOICE_BELOW_ONSET_DB = 15.0
 #: ... and for at most this long after the last window the VAD heard as speech (a falsetto phrase was 1.1 s).
 VOICE_ONLY_MAX_S = 1.5
+#: Outside replies, a window at least `voice_margin_db` over the room's floor may start speech from this VAD
+#: score up (0.5 otherwise): Silero scores whispers and falsetto 0.3-0.55 in a quiet room.
+QUIET_VOICE_PROB = 0.3
 
 
 _INT16_SCALE = np.float32(1 / 32768)
@@ -527,15 +530,19 @@ class Endpointer:
         """Whether a window the VAD scored as silence is loud enough to be the same voice (see
         `voice_margin_db`). Off while a reply plays or the canceller shapes the audio (its echo is loud too)
         and until the room's floor is known."""
-        margin, floor = self.voice_margin_db, self.noise_floor_db
-        if margin is None or floor is None or not self._floor_known:
-            return False
-        if self.interruptible or self.echo_residual:
+        if self.interruptible or not self._loud_over_floor(start, end):
             return False
         if end - self._heard_end > self._voice_only_max:
             return False  # a noise that started while the wearer spoke (music) must not hold the turn open
-        level = self._level_db(start, end)
-        return level >= floor + margin and level >= self._onset_db - VOICE_BELOW_ONSET_DB
+        return self._level_db(start, end) >= self._onset_db - VOICE_BELOW_ONSET_DB
+
+    def _loud_over_floor(self, start: int, end: int) -> bool:
+        """Whether the window stands `voice_margin_db` over the room's known floor, with no echo canceller
+        shaping the audio (None margin: never)."""
+        margin, floor = self.voice_margin_db, self.noise_floor_db
+        if margin is None or floor is None or not self._floor_known or self.echo_residual:
+            return False
+        return self._level_db(start, end) >= floor + margin
 
     def _track_floor(self, level_db: float) -> None:
         """Follow the level of windows without speech: down quickly, up slowly (a few seconds), so a
@@ -558,6 +565,8 @@ class Endpointer:
             on, off, need = self.barge_in_threshold, self.barge_in_neg_threshold, self._barge_in_speech
         else:
             on, off, need = self.threshold, self.neg_threshold, self._min_speech
+            if on > p >= QUIET_VOICE_PROB and self._loud_over_floor(start, end):
+                p = on  # a whisper or a falsetto in a quiet room: the VAD doubts it, its level does not
         if p >= on:
             if self._candidate is None:
                 self._candidate = start
