@@ -99,7 +99,8 @@ class TurnConfig(_Section):
     # Inside an utterance, audio this far over the room's noise floor (and near the level the utterance began
     # at) still counts as the voice when the VAD scores it silence, as it does falsetto and other unusual
     # voices: the turn no longer ends, and the reply no longer starts, inside the sentence. Outside replies
-    # such a window also starts speech from a VAD score of 0.3 (else 0.5): whispers score 0.3-0.55. 0: off.
+    # such a window also starts speech from a VAD score of 0.3 (else 0.5; not in wake mode): whispers score
+    # 0.3-0.55. 0: off.
     voice_margin_db: float = Field(30.0, ge=0, le=80)
     max_utterance_s: float = Field(30.0, gt=1, le=120)
 

@@ -372,6 +372,10 @@ async def test_from_config_checks_the_settings():
         detector.fallback_s == 1.2 and detector.unsure_s == 0.7 and detector.endpointer.end_silence_ms == 220
     )
     await detector.aclose()
+    assert detector.endpointer.quiet_onsets  # a soft voice may start speech, except in wake mode:
+    woken = TurnDetector.from_config(stt, cfg, gate=lambda _text, _t: True)
+    assert not woken.endpointer.quiet_onsets
+    await woken.aclose()
     assert TurnDetector.from_config(stt, SimpleNamespace(**{**vars(cfg), "unsure_ms": 0})).unsure_s == 0
     for bad in (100, 1500):
         with pytest.raises(ValueError, match="unsure_ms"):

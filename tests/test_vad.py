@@ -451,6 +451,7 @@ def test_a_soft_voice_well_over_a_quiet_room_starts_an_utterance():
     assert soft_voice(100, 0.4) == []  # 25 dB over the room: as loud as a radio next door
     assert soft_voice(800, 0.4, voice_margin_db=None) == []  # the rule is off
     assert soft_voice(800, 0.4, room=20) == []  # the room's floor is not known yet
+    assert soft_voice(800, 0.4, quiet_onsets=False) == []  # wake mode: bystanders murmur too
     # Off out of the canceller (its residual is loud too); during a reply barge_in_threshold rules.
     assert soft_voice(800, 0.4, flag="echo_residual", residual_margin_db=0.0) == []
     assert soft_voice(800, 0.4, flag="interruptible", barge_in_speech_ms=64, barge_in_threshold=0.5) == []

@@ -344,6 +344,7 @@ class Endpointer:
         barge_in_threshold: float | None = None,
         residual_margin_db: float = 6.0,
         voice_margin_db: float | None = None,
+        quiet_onsets: bool = True,
         max_utterance_s: float = 30.0,
         history_s: float = 60.0,
     ) -> None:
@@ -402,6 +403,10 @@ class Endpointer:
         #: scores falsetto and other voices unlike its training 0.01-0.1 at -20 dBFS over a -75 dBFS room,
         #: so without this the turn ended inside the sentence and the reply played over its rest.
         self.voice_margin_db = voice_margin_db
+        #: Outside replies, a window `voice_margin_db` over the known floor starts speech from a lower score
+        #: (QUIET_VOICE_PROB). Off in wake mode: the room holds other people there, and a bystander's murmur
+        #: begun in the follow-up window was answered as a request (docs/benchmarks.md).
+        self.quiet_onsets = quiet_onsets
         self._voice_only_max = int(VOICE_ONLY_MAX_S * SAMPLE_RATE)
         self._onset_db = -math.inf  # the level of the windows that confirmed the current onset
         self._heard_end = 0  # end of the last window the VAD itself scored as speech
@@ -565,7 +570,7 @@ class Endpointer:
             on, off, need = self.barge_in_threshold, self.barge_in_neg_threshold, self._barge_in_speech
         else:
             on, off, need = self.threshold, self.neg_threshold, self._min_speech
-            if on > p >= QUIET_VOICE_PROB and self._loud_over_floor(start, end):
+            if self.quiet_onsets and on > p >= QUIET_VOICE_PROB and self._loud_over_floor(start, end):
                 p = on  # a whisper or a falsetto in a quiet room: the VAD doubts it, its level does not
         if p >= on:
             if self._candidate is None:

@@ -108,6 +108,7 @@ class TurnDetector(WakeGating):
             barge_in_threshold=getattr(turn, "barge_in_threshold", None),
             residual_margin_db=getattr(turn, "echo_residual_margin_db", 6.0),
             voice_margin_db=getattr(turn, "voice_margin_db", 0.0) or None,
+            quiet_onsets=gate is None,  # wake mode: see Endpointer.quiet_onsets
             tail_ms=min(100, turn.speculate_ms),
             max_utterance_s=turn.max_utterance_s,
             history_s=max(60.0, 2 * turn.max_utterance_s),
