@@ -23,7 +23,9 @@ core and the model takes the other, so an open question's end waits for the slow
 their sum (docs/benchmarks.md, "Smart Turn alongside the draft"). Words that settle the end by themselves
 (a command, a fragment, nothing) cancel it. The model hears the pause's silence so far, not the whole
 `end_silence_ms`: on real speech that makes it a little more cautious (a finished sentence held now and then),
-where padding the silence out to its full length split more sentences at their pauses.
+where padding the silence out to its full length split more sentences at their pauses. Once a pause's words
+and voice say the turn ends there, `settled()` returns, so the session can synthesise the reply's first
+sentence while the silence runs out.
 
 In wake mode a `gate` (the session's addressing check) is asked about the first words of each utterance
 (a draft at its first pause, or a probe of its first `probe_ms` of speech): an utterance it refuses is not
