@@ -535,19 +535,18 @@ class Endpointer:
         """Whether a window the VAD scored as silence is loud enough to be the same voice (see
         `voice_margin_db`). Off while a reply plays or the canceller shapes the audio (its echo is loud too)
         and until the room's floor is known."""
-        if self.interruptible or not self._loud_over_floor(start, end):
-            return False
-        if end - self._heard_end > self._voice_only_max:
+        if self.interruptible or end - self._heard_end > self._voice_only_max:
             return False  # a noise that started while the wearer spoke (music) must not hold the turn open
-        return self._level_db(start, end) >= self._onset_db - VOICE_BELOW_ONSET_DB
+        level = self._level_db(start, end)
+        return self._loud_over_floor(level) and level >= self._onset_db - VOICE_BELOW_ONSET_DB
 
-    def _loud_over_floor(self, start: int, end: int) -> bool:
-        """Whether the window stands `voice_margin_db` over the room's known floor, with no echo canceller
-        shaping the audio (None margin: never)."""
+    def _loud_over_floor(self, level_db: float) -> bool:
+        """Whether a window at `level_db` stands `voice_margin_db` over the room's known floor, with no echo
+        canceller shaping the audio (None margin: never)."""
         margin, floor = self.voice_margin_db, self.noise_floor_db
         if margin is None or floor is None or not self._floor_known or self.echo_residual:
             return False
-        return self._level_db(start, end) >= floor + margin
+        return level_db >= floor + margin
 
     def _track_floor(self, level_db: float) -> None:
         """Follow the level of windows without speech: down quickly, up slowly (a few seconds), so a
@@ -570,7 +569,11 @@ class Endpointer:
             on, off, need = self.barge_in_threshold, self.barge_in_neg_threshold, self._barge_in_speech
         else:
             on, off, need = self.threshold, self.neg_threshold, self._min_speech
-            if self.quiet_onsets and on > p >= QUIET_VOICE_PROB and self._loud_over_floor(start, end):
+            if (
+                self.quiet_onsets
+                and on > p >= QUIET_VOICE_PROB
+                and self._loud_over_floor(self._level_db(start, end))
+            ):
                 p = on  # a whisper or a falsetto in a quiet room: the VAD doubts it, its level does not
         if p >= on:
             if self._candidate is None:
