@@ -111,6 +111,27 @@ async def test_piper_streams_one_chunk_per_sentence_and_says_the_words(piper_tts
 
 
 @pytest.mark.slow
+async def test_a_replys_leading_silence_is_cut_to_a_few_ms_and_its_first_sound_kept(piper_tts, tts_whisper):
+    from companion.audio.silence import trim_leading_silence
+
+    text = "Okay, your timer is set for ten minutes."
+    pcm = await synthesize(piper_tts, text)
+    trimmed = trim_leading_silence(pcm)
+    cut = len(pcm) - len(trimmed)
+    assert cut >= RATE * 20 // 1000, "piper opens with tens of ms of near silence"
+    assert 20 * np.log10(rms(pcm[:cut]) / 32768 + 1e-12) < -50, "only near silence is cut"
+    kept = RATE * 5 // 1000
+    assert np.array_equal(trimmed[kept:], pcm[cut + kept :]), "the sound itself is untouched"
+    windows = trimmed[: len(trimmed) // 160 * 160].reshape(-1, 160)
+    audible = np.flatnonzero([20 * np.log10(rms(w) / 32768 + 1e-12) > -45 for w in windows])
+    assert audible[0] * 10 <= 20, f"the reply is audible {audible[0] * 10} ms in"
+    assert abs(int(trimmed[0])) <= abs(int(pcm[cut])), "faded in: the cut does not click"
+    heard = await asyncio.to_thread(transcribe, tts_whisper, trimmed)
+    errors, _ = word_errors(text, heard)
+    assert errors <= 1, heard
+
+
+@pytest.mark.slow
 async def test_piper_resamples_to_16k_without_losing_samples(piper_tts):
     from piper import PiperVoice
 
